@@ -1,1 +1,144 @@
-//! placeholder
+//! A revisioned key-value log in the style of kine: every write (create, update, delete) gets
+//! the next global revision, and that revision is what the API server exposes as an object's
+//! `resourceVersion`. Watches start from a revision, replay the retained history after it and then
+//! follow live writes; history older than the compaction window answers
+//! [`Error::Compacted`] (the API server turns it into 410 Gone).
+//!
+//! This crate knows nothing about Kubernetes: keys are opaque strings (the API server uses
+//! `/registry/<group>/<resource>/<namespace>/<name>`), values are opaque bytes. It is used only by
+//! the API server.
+//!
+//! Backends: [`SqliteStore`] (embedded default, durable: a returned write is on disk) and
+//! [`MemoryStore`] (unit tests). Both share the same semantics, checked by the same tests.
+
+use std::pin::Pin;
+
+mod memory;
+mod shared;
+mod sqlite;
+
+pub use memory::{MemoryOptions, MemoryStore};
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// A store revision. Global, strictly increasing, starts at 1 for the first write.
+pub type Revision = i64;
+
+/// One key at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created this key (its current incarnation).
+    pub create_revision: Revision,
+    /// Revision of the last write to this key (for a deletion event: the deletion's revision).
+    pub mod_revision: Revision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// One write, as seen by watchers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: EventType,
+    /// The key after the write. For `Deleted`: the last value the key held, with
+    /// `mod_revision` set to the deletion's revision.
+    pub kv: KeyValue,
+    /// The key before the write (None for `Created`).
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// A page of keys under a prefix.
+#[derive(Clone, Debug, Default)]
+pub struct ListResult {
+    pub items: Vec<KeyValue>,
+    /// The store revision at which the list was taken.
+    pub revision: Revision,
+    /// True when `limit` cut the result short: more keys follow the last item.
+    pub more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("key {key} already exists")]
+    AlreadyExists { key: String },
+    #[error("key {key} not found")]
+    NotFound { key: String },
+    #[error("key {key} was modified: expected revision {expected}, found {actual}")]
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
+    #[error("revision {requested} has been compacted; oldest available is {oldest}")]
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
+    #[error("watcher fell behind by more than {buffer} events and was disconnected")]
+    WatcherTooSlow { buffer: usize },
+    #[error("store is closed")]
+    Closed,
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Events with revision greater than the watch's start revision, in revision order. The stream
+/// ends after yielding an `Err` (compaction reached it, watcher too slow, store closed).
+pub type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<Event>> + Send>>;
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The latest revision written (0 for an empty store).
+    fn current_revision(&self) -> Revision;
+
+    /// The oldest revision a watch may start after (anything below answers `Compacted`).
+    fn compacted_revision(&self) -> Revision;
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Current keys starting with `prefix`, in key order, strictly after `start_after` when
+    /// given, at most `limit` items (0 = no limit).
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListResult>;
+
+    /// Number of current keys starting with `prefix`.
+    async fn count(&self, prefix: &str) -> Result<usize>;
+
+    /// Create a key that must not exist.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
+
+    /// Replace an existing key's value. With `expected`, the key's current mod_revision must equal
+    /// it (else `Conflict`).
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue>;
+
+    /// Delete an existing key, returning its last value with `mod_revision` = the deletion's
+    /// revision. With `expected`, the key's current mod_revision must equal it.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
+
+    /// Watch keys starting with `prefix`, from the first revision after `after`.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+}
