@@ -216,7 +216,7 @@ fn ensure_leaf(tls: &Path, ca: &CertPair, spec: &LeafSpec<'_>) -> Result<CertPai
     let cert_pem = fs::read_optional(&cert_path)?;
     let key_pem = fs::read_optional(&key_path)?;
 
-    let problem = match (cert_pem, key_pem) {
+    match (cert_pem, key_pem) {
         (Some(cert_pem), Some(key_pem)) => {
             fs::tighten_private_file(&key_path)?;
             let pair = CertPair { cert_pem, key_pem };
@@ -225,15 +225,14 @@ fn ensure_leaf(tls: &Path, ca: &CertPair, spec: &LeafSpec<'_>) -> Result<CertPai
                     tracing::debug!(path = %cert_path.display(), "reusing certificate");
                     return Ok(pair);
                 }
-                Some(problem) => problem,
+                Some(problem) => {
+                    tracing::warn!(path = %cert_path.display(), common_name = spec.common_name, reason = %problem, "re-issuing certificate");
+                }
             }
         }
-        _ => "it is missing".to_owned(),
-    };
-    if problem == "it is missing" {
-        tracing::info!(path = %cert_path.display(), common_name = spec.common_name, "issuing certificate");
-    } else {
-        tracing::warn!(path = %cert_path.display(), common_name = spec.common_name, reason = %problem, "re-issuing certificate");
+        _ => {
+            tracing::info!(path = %cert_path.display(), common_name = spec.common_name, "issuing certificate");
+        }
     }
     let pair = cert::issue_leaf(
         ca,
