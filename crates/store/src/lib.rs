@@ -9,7 +9,17 @@
 //! the API server.
 //!
 //! Backends: [`SqliteStore`] (embedded default, durable: a returned write is on disk) and
-//! [`MemoryStore`] (unit tests). Both share the same semantics, checked by the same tests.
+//! [`MemoryStore`] (unit tests). Both share the same semantics, checked by the same tests, and
+//! the same machinery: reads are served from an in-memory index of current keys; a watch
+//! subscribes to the live fan-out first, then replays history up to the subscription point, so
+//! the hand-over has no gap and no duplicate. A watcher that lets more than `watch_buffer` live
+//! events pile up gets [`Error::WatcherTooSlow`] instead of a silent gap; writers never wait for
+//! watchers. History is compacted to a window of recent revisions (`history_window`, default
+//! 10 000); `compact` on either store forces it.
+//!
+//! The SQLite backend writes a kine-style log (one row per write) from a single writer thread
+//! that commits everything queued in one transaction (group commit) before answering; see
+//! `sqlite.rs` for the details.
 
 use std::pin::Pin;
 
@@ -123,7 +133,8 @@ pub trait Store: Send + Sync + 'static {
     /// Number of current keys starting with `prefix`.
     async fn count(&self, prefix: &str) -> Result<usize>;
 
-    /// Create a key that must not exist.
+    /// Create a key that must not exist. Writes are applied once sent: dropping the returned
+    /// future does not cancel a write the store has already received.
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
 
     /// Replace an existing key's value. With `expected`, the key's current mod_revision must equal
@@ -139,6 +150,11 @@ pub trait Store: Send + Sync + 'static {
     /// revision. With `expected`, the key's current mod_revision must equal it.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
 
-    /// Watch keys starting with `prefix`, from the first revision after `after`.
+    /// Watch keys starting with `prefix` (a plain string prefix: pass `/a/`, not `/a`, to
+    /// exclude `/ab/...`), from the first revision after `after`: each matching event exactly
+    /// once, in revision order, replayed history first, then live writes. `after` may be the
+    /// current revision (live only). Fails with `Compacted` when `after` is older than
+    /// [`Store::compacted_revision`]; a stream whose replay is overtaken by compaction yields
+    /// `Compacted` and ends.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -353,9 +353,11 @@ impl Writer {
     fn run(mut self, requests: mpsc::Receiver<Request>) {
         // At open, compact whatever the window allows.
         let mut idle = true;
+        // After a failed compaction, none is attempted before this instant.
+        let mut retry_after: Option<Instant> = None;
         loop {
-            let due = self.compaction_due(idle);
-            let first = if due.is_some() {
+            let pending = self.compaction_due(idle, retry_after).is_some();
+            let first = if pending {
                 match requests.try_recv() {
                     Ok(request) => Some(request),
                     Err(TryRecvError::Empty) => None,
@@ -381,10 +383,16 @@ impl Writer {
                     }
                 }
                 self.process(batch);
-            } else if let Some(target) = due {
-                if let Err(error) = self.compact_step(target) {
-                    tracing::warn!(%error, target, "log compaction failed; will retry");
-                    idle = false;
+            }
+            // At most one bounded compaction step between batches, so that compaction keeps up
+            // under constant load without holding writes back for long.
+            if let Some(target) = self.compaction_due(idle, retry_after) {
+                match self.compact_step(target) {
+                    Ok(()) => retry_after = None,
+                    Err(error) => {
+                        tracing::warn!(%error, target, "log compaction failed; will retry");
+                        retry_after = Some(Instant::now() + self.compact_interval);
+                    }
                 }
             }
         }
@@ -398,7 +406,10 @@ impl Writer {
     }
 
     /// The revision to compact to now, if any.
-    fn compaction_due(&self, idle: bool) -> Option<Revision> {
+    fn compaction_due(&self, idle: bool, retry_after: Option<Instant>) -> Option<Revision> {
+        if retry_after.is_some_and(|instant| Instant::now() < instant) {
+            return None;
+        }
         let horizon = self.revision.saturating_sub(self.history_window);
         let backlog = horizon - self.compacted;
         (backlog >= self.compact_batch || (idle && backlog > 0)).then_some(horizon)

@@ -162,10 +162,10 @@ async fn acknowledged_writes_survive_kill_9() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acknowledged = Vec::new();
-    while acknowledged.len() < 500 {
+    while acknowledged.len() < 2000 {
         let line = lines
             .next()
-            .expect("child exited before acknowledging 500 writes")
+            .expect("child exited before acknowledging 2000 writes")
             .unwrap();
         if let Some(ack) = line.strip_prefix("ACK ") {
             acknowledged.push(ack.to_owned());
