@@ -1,0 +1,597 @@
+//! HTTP verbs to registry operations: one generic handler per verb for every resource.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode};
+use kubelab_resources::catalog::{self, ResourceType};
+use kubelab_resources::{fields, labels};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{DeleteOptions, ListOptions, Registry};
+use crate::request::{self, negotiate, Output, Query};
+use crate::route::{self, ResourcePath, Route};
+use crate::table::{self, Include, TableOptions};
+use crate::{discovery, watch, Authenticated};
+
+/// Largest request body accepted (upstream's limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Shared state of the HTTP front.
+pub struct ApiState {
+    pub registry: Registry,
+    /// host:port clients reach this server at (legacy discovery's serverAddressByClientCIDRs).
+    pub server_address: String,
+}
+
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": "v1.32.0+kubelab",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.23.0",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", other => other }),
+    })
+}
+
+/// Entry point of every request.
+pub async fn dispatch(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+    req: axum::extract::Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => {
+            return (
+                StatusCode::OK,
+                [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "ok",
+            )
+                .into_response()
+        }
+        "/version" | "/version/" => return json_response(StatusCode::OK, &version_info()),
+        _ => {}
+    }
+    let authenticated = parts
+        .extensions
+        .get::<Authenticated>()
+        .and_then(|a| a.0.as_ref())
+        .is_some();
+    if !authenticated {
+        return ApiError::Unauthorized.into_response();
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::TooLarge {
+                limit: MAX_BODY_BYTES,
+            }
+            .into_response()
+        }
+    };
+    let result = async {
+        let query = Query::parse(parts.uri.query())?;
+        route_request(&state, &parts.method, &path, &parts.headers, &query, &body).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn route_request(
+    state: &Arc<ApiState>,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    query: &Query,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = route::parse(path).ok_or(ApiError::NoRoute)?;
+    let get_only = |v: Option<Value>| -> ApiResult<Response> {
+        if method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        v.map(|v| json_response(StatusCode::OK, &v))
+            .ok_or(ApiError::NoRoute)
+    };
+    match route {
+        Route::CoreGroup => {
+            if method != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            if discovery::wants_aggregated(accept) {
+                return Ok(aggregated_response(&discovery::aggregated_core()));
+            }
+            get_only(Some(discovery::api_versions(&state.server_address)))
+        }
+        Route::Groups => {
+            if method != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            if discovery::wants_aggregated(accept) {
+                return Ok(aggregated_response(&discovery::aggregated_groups()));
+            }
+            get_only(Some(discovery::api_group_list()))
+        }
+        Route::Group { group } => get_only(discovery::group(&group)),
+        Route::GroupVersion { group, version } => {
+            get_only(discovery::resource_list(&group, &version))
+        }
+        Route::Resource(p) => resource_request(state, method, &p, headers, query, body).await,
+    }
+}
+
+fn aggregated_response(doc: &Value) -> Response {
+    let mut resp = json_response(StatusCode::OK, doc);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    resp.headers_mut()
+        .insert(http::header::VARY, http::HeaderValue::from_static("Accept"));
+    resp
+}
+
+fn list_options(rt: &ResourceType, query: &Query) -> ApiResult<ListOptions> {
+    let mut opts = ListOptions::default();
+    if let Some(s) = query.non_empty("labelSelector") {
+        opts.labels = Some(
+            labels::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        );
+    }
+    if let Some(s) = query.non_empty("fieldSelector") {
+        let sel = fields::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        sel.check_supported(rt)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        opts.fields = Some(sel);
+    }
+    if let Some(limit) = query.int("limit")? {
+        opts.limit = limit.max(0) as usize;
+    }
+    if let Some(token) = query.non_empty("continue") {
+        opts.set_continue(token)?;
+    }
+    Ok(opts)
+}
+
+async fn resource_request(
+    state: &Arc<ApiState>,
+    method: &Method,
+    p: &ResourcePath,
+    headers: &HeaderMap,
+    query: &Query,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let rt = catalog::find(&p.group, &p.version, &p.resource).ok_or(ApiError::NoRoute)?;
+    if p.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::NoRoute);
+    }
+    if rt.namespaced && p.namespace.is_none() && p.name.is_some() {
+        return Err(ApiError::NoRoute);
+    }
+    let ns = p.namespace.as_deref();
+    let output = negotiate(headers);
+    let reg = &state.registry;
+    match (method.clone(), p.name.as_deref()) {
+        (Method::GET, None) => {
+            let opts = list_options(rt, query)?;
+            if query.flag("watch") {
+                return watch::serve(reg, rt, ns, opts, query, output).await;
+            }
+            list(reg, rt, ns, &opts, output, query).await
+        }
+        (Method::GET, Some(name)) => match p.subresource.as_deref() {
+            None | Some("status") => {
+                let obj = reg.get(rt, ns, name).await?;
+                respond_object(rt, StatusCode::OK, &obj, output, query)
+            }
+            Some("scale") if has_sub(rt, "scale") => {
+                let obj = reg.get(rt, ns, name).await?;
+                Ok(json_response(StatusCode::OK, &to_scale(&obj)))
+            }
+            Some(_) => Err(ApiError::NoRoute),
+        },
+        (Method::POST, None) => {
+            let obj = request::decode_object(body, &request::content_type(headers))?;
+            let created = reg.create(rt, ns, obj, query.dry_run()?).await?;
+            respond_object(rt, StatusCode::CREATED, &created, output, query)
+        }
+        (Method::PUT, Some(name)) => {
+            let sub = p.subresource.as_deref();
+            let desired = request::decode_object(body, &request::content_type(headers))?;
+            if sub == Some("scale") && has_sub(rt, "scale") {
+                return update_scale(reg, rt, ns, name, query, |_| Ok(desired.clone())).await;
+            }
+            check_writable_sub(rt, sub)?;
+            let updated = reg
+                .update(rt, ns, name, sub, query.dry_run()?, |_| Ok(desired.clone()))
+                .await?;
+            respond_object(rt, StatusCode::OK, &updated, output, query)
+        }
+        (Method::PATCH, Some(name)) => {
+            let sub = p.subresource.as_deref();
+            let patch = Patch::decode(&request::content_type(headers), body)?;
+            if sub == Some("scale") && has_sub(rt, "scale") {
+                return update_scale(reg, rt, ns, name, query, |scale| {
+                    patch.apply(&without_resource_version(scale))
+                })
+                .await;
+            }
+            check_writable_sub(rt, sub)?;
+            let dry_run = query.dry_run()?;
+            let result = reg
+                .update(rt, ns, name, sub, dry_run, |current| {
+                    patch.apply(&without_resource_version(current))
+                })
+                .await;
+            match result {
+                Err(ApiError::NotFound { .. }) if patch.is_apply() && sub.is_none() => {
+                    let obj = patch.apply(&json!({}))?;
+                    let created = reg.create(rt, ns, obj, dry_run).await?;
+                    respond_object(rt, StatusCode::CREATED, &created, output, query)
+                }
+                other => respond_object(rt, StatusCode::OK, &other?, output, query),
+            }
+        }
+        (Method::DELETE, Some(name)) if p.subresource.is_none() => {
+            let opts = delete_options(body, query)?;
+            let (obj, _deleted) = reg.delete(rt, ns, name, &opts).await?;
+            respond_object(rt, StatusCode::OK, &obj, output, query)
+        }
+        (Method::DELETE, None) => {
+            let opts = delete_options(body, query)?;
+            let list_opts = list_options(rt, query)?;
+            let page = reg.list(rt, ns, &list_opts).await?;
+            let mut deleted = Vec::new();
+            for item in page.items {
+                let item_ns = crate::object::meta_str(&item, "namespace").map(String::from);
+                let name = crate::object::name(&item).to_string();
+                match reg.delete(rt, item_ns.as_deref(), &name, &opts).await {
+                    Ok((obj, _)) => deleted.push(obj),
+                    Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let list = json!({
+                "kind": rt.list_kind(),
+                "apiVersion": rt.api_version(),
+                "metadata": {"resourceVersion": page.revision.to_string()},
+                "items": deleted,
+            });
+            Ok(json_response(StatusCode::OK, &list))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn has_sub(rt: &ResourceType, name: &str) -> bool {
+    rt.subresources.iter().any(|s| s.name == name)
+}
+
+fn check_writable_sub(rt: &ResourceType, sub: Option<&str>) -> ApiResult<()> {
+    match sub {
+        None => Ok(()),
+        Some(s @ ("status" | "finalize")) if has_sub(rt, s) => Ok(()),
+        Some(_) => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+async fn list(
+    reg: &Registry,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    opts: &ListOptions,
+    output: Output,
+    query: &Query,
+) -> ApiResult<Response> {
+    let page = reg.list(rt, ns, opts).await?;
+    let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = &page.continue_token {
+        list_meta["continue"] = json!(token);
+    }
+    let body = match output {
+        Output::Table { v1beta1 } => table::table(
+            rt,
+            &page.items,
+            list_meta,
+            &TableOptions {
+                include: Include::parse(query.get("includeObject"))?,
+                v1beta1,
+                headers: true,
+            },
+        ),
+        Output::Metadata => table::partial_metadata_list(&page.items, list_meta),
+        Output::Object => json!({
+            "kind": rt.list_kind(),
+            "apiVersion": rt.api_version(),
+            "metadata": list_meta,
+            "items": page.items,
+        }),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn respond_object(
+    rt: &ResourceType,
+    code: StatusCode,
+    obj: &Value,
+    output: Output,
+    query: &Query,
+) -> ApiResult<Response> {
+    let body = match output {
+        Output::Table { v1beta1 } => table::table(
+            rt,
+            std::slice::from_ref(obj),
+            json!({"resourceVersion": crate::object::meta_str(obj, "resourceVersion").unwrap_or("")}),
+            &TableOptions {
+                include: Include::parse(query.get("includeObject"))?,
+                v1beta1,
+                headers: true,
+            },
+        ),
+        Output::Metadata => table::partial_metadata(obj),
+        Output::Object => obj.clone(),
+    };
+    Ok(json_response(code, &body))
+}
+
+fn delete_options(body: &[u8], query: &Query) -> ApiResult<DeleteOptions> {
+    let mut opts = DeleteOptions::default();
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(body)
+            .or_else(|_| serde_yaml::from_slice(body))
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.precondition_resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if let Some(dry) = v.get("dryRun").and_then(Value::as_array) {
+            for d in dry {
+                match d.as_str() {
+                    Some("All") => opts.dry_run = true,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid dry run value: {other:?}, supported values: All"
+                        )))
+                    }
+                }
+            }
+        }
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            check_propagation(p)?;
+        }
+    }
+    if let Some(g) = query.int("gracePeriodSeconds")? {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = query.non_empty("propagationPolicy") {
+        check_propagation(p)?;
+    }
+    opts.dry_run |= query.dry_run()?;
+    Ok(opts)
+}
+
+fn check_propagation(p: &str) -> ApiResult<()> {
+    match p {
+        "Background" | "Foreground" | "Orphan" => Ok(()),
+        other => Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        ))),
+    }
+}
+
+/// A decoded PATCH body.
+enum Patch {
+    Json(json_patch::Patch),
+    Merge(Value),
+    /// Server-side apply: until field management lands, applied as a merge of the
+    /// configuration into the live object.
+    Apply(Value),
+}
+
+impl Patch {
+    fn decode(content_type: &str, body: &[u8]) -> ApiResult<Patch> {
+        let parse_json = || -> ApiResult<Value> {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+        };
+        match content_type {
+            "application/json-patch+json" => {
+                let patch = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                Ok(Patch::Json(patch))
+            }
+            // Strategic merge degrades to a JSON merge for now (lists are replaced).
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                let v = parse_json()?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding patch: the patch must be a JSON object",
+                    ));
+                }
+                Ok(Patch::Merge(v))
+            }
+            "application/apply-patch+yaml" => {
+                let v: Value = serde_yaml::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding YAML: the configuration must be an object",
+                    ));
+                }
+                Ok(Patch::Apply(v))
+            }
+            other => Err(ApiError::UnsupportedMediaType {
+                content_type: other.to_string(),
+            }),
+        }
+    }
+
+    fn is_apply(&self) -> bool {
+        matches!(self, Patch::Apply(_))
+    }
+
+    fn apply(&self, current: &Value) -> ApiResult<Value> {
+        let mut doc = current.clone();
+        match self {
+            Patch::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?,
+            Patch::Merge(p) => json_patch::merge(&mut doc, p),
+            Patch::Apply(p) => {
+                let mut p = p.clone();
+                if let Some(m) = p.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+                json_patch::merge(&mut doc, &p)
+            }
+        }
+        if !doc.is_object() {
+            return Err(ApiError::bad_request(
+                "the patch made the object not a JSON object",
+            ));
+        }
+        Ok(doc)
+    }
+}
+
+/// The autoscaling/v1 Scale view of a scalable object.
+fn to_scale(obj: &Value) -> Value {
+    let meta = crate::object::metadata(obj).cloned().unwrap_or_default();
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(selector_string)
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+async fn update_scale<F>(
+    reg: &Registry,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    query: &Query,
+    mut desired_scale: F,
+) -> ApiResult<Response>
+where
+    F: FnMut(&Value) -> ApiResult<Value> + Send,
+{
+    let updated = reg
+        .update(rt, ns, name, None, query.dry_run()?, |current| {
+            let scale = desired_scale(&to_scale(current))?;
+            let replicas = scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("spec.replicas: Required value"))?;
+            if replicas < 0 {
+                return Err(crate::registry::invalid(
+                    rt,
+                    name,
+                    vec![kubelab_resources::validation::FieldError {
+                        reason: "FieldValueInvalid",
+                        field: "spec.replicas".into(),
+                        message: format!(
+                            "Invalid value: {replicas}: must be greater than or equal to 0"
+                        ),
+                    }],
+                ));
+            }
+            let mut obj = current.clone();
+            obj["spec"]["replicas"] = json!(replicas);
+            let rv = scale
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Some(meta) = crate::object::metadata_mut(&mut obj) {
+                if rv.as_str().is_some_and(|s| !s.is_empty()) {
+                    meta.insert("resourceVersion".into(), rv);
+                } else {
+                    meta.remove("resourceVersion");
+                }
+            }
+            Ok(obj)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &to_scale(&updated)))
+}
+
+/// A copy without `metadata.resourceVersion`: patches are conditional only when they set it.
+fn without_resource_version(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    obj
+}
+
+/// `spec.selector` (a LabelSelector object) in the string form of Scale's `status.selector`.
+fn selector_string(selector: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = selector.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str) {
+                Some("In") => parts.push(format!("{key} in ({})", values.join(","))),
+                Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
+                Some("Exists") => parts.push(key.to_string()),
+                Some("DoesNotExist") => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}

@@ -1,0 +1,183 @@
+//! Generic object helpers: storage keys, server-owned metadata, resourceVersion injection.
+
+use kubelab_resources::catalog::ResourceType;
+use kubelab_store::{KeyValue, Revision};
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+/// `/registry/<group or core>/<resource>/` — every key of one resource starts with it.
+pub fn resource_prefix(rt: &ResourceType) -> String {
+    let group = if rt.group.is_empty() {
+        "core"
+    } else {
+        rt.group
+    };
+    format!("/registry/{group}/{}/", rt.plural)
+}
+
+/// The prefix of one namespace's objects of a resource, or of all of them.
+pub fn collection_prefix(rt: &ResourceType, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if rt.namespaced => format!("{}{ns}/", resource_prefix(rt)),
+        _ => resource_prefix(rt),
+    }
+}
+
+pub fn object_key(rt: &ResourceType, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if rt.namespaced => format!("{}{ns}/{name}", resource_prefix(rt)),
+        _ => format!("{}{name}", resource_prefix(rt)),
+    }
+}
+
+/// Decode a stored value and set `metadata.resourceVersion` from the store revision.
+pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+    set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+/// The bytes stored for an object: everything but `metadata.resourceVersion`, which the store
+/// revision provides.
+pub fn to_stored(obj: &Value) -> ApiResult<Vec<u8>> {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&obj).map_err(ApiError::internal)
+}
+
+pub fn set_resource_version(obj: &mut Value, rv: Revision) {
+    if let Some(meta) = metadata_mut(obj) {
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    }
+}
+
+pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+/// The object's metadata map, created if missing. None only when the object is not a JSON object.
+pub fn metadata_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
+    let map = obj.as_object_mut()?;
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    meta.as_object_mut()
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    metadata(obj)?.get(field)?.as_str()
+}
+
+pub fn name(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or("")
+}
+
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    metadata(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn is_deleting(obj: &Value) -> bool {
+    metadata(obj)
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some_and(|v| !v.is_null())
+}
+
+/// RFC 3339 with second precision, as Kubernetes writes `metav1.Time`.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Everything outside metadata and status: a change here bumps `metadata.generation`.
+pub fn spec_equal(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| -> Map<String, Value> {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    strip(a) == strip(b)
+}
+
+/// Characters upstream uses for generateName suffixes.
+const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+pub fn generate_name_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| GENERATE_ALPHABET[rng.random_range(0..GENERATE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The group-qualified resource name used in messages: `deployments.apps`, `pods`.
+pub fn qualified_resource(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.plural.to_string()
+    } else {
+        format!("{}.{}", rt.plural, rt.group)
+    }
+}
+
+pub fn not_found(rt: &ResourceType, name: &str) -> ApiError {
+    ApiError::NotFound {
+        group: rt.group.into(),
+        kind: rt.plural.into(),
+        name: name.into(),
+    }
+}
+
+pub fn conflict_modified(rt: &ResourceType, name: &str) -> ApiError {
+    ApiError::Conflict {
+        group: rt.group.into(),
+        kind: rt.plural.into(),
+        name: name.into(),
+        message: format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+            qualified_resource(rt)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_equality_ignores_metadata_and_status() {
+        let a = json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {"y": 1}});
+        let b = json!({"metadata": {"name": "b"}, "spec": {"x": 1}, "status": {"y": 2}});
+        let c = json!({"metadata": {"name": "a"}, "spec": {"x": 2}});
+        assert!(spec_equal(&a, &b));
+        assert!(!spec_equal(&a, &c));
+    }
+
+    #[test]
+    fn generated_suffix_shape() {
+        let s = generate_name_suffix();
+        assert_eq!(s.len(), 5);
+        assert!(s.bytes().all(|b| GENERATE_ALPHABET.contains(&b)));
+    }
+}

@@ -1,0 +1,121 @@
+//! The HTTPS listener: TLS handshake, client identity, HTTP/1.1 and HTTP/2 serving.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use kubelab_pki::ServerPki;
+use kubelab_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::handlers::{dispatch, ApiState};
+use crate::registry::Registry;
+use crate::Authenticated;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ServerConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub pki: ServerPki,
+    pub store: Arc<dyn Store>,
+    /// The address the `kubernetes` Service's Endpoints point at.
+    pub advertise_address: IpAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the TLS configuration: {0}")]
+    Tls(#[from] kubelab_pki::Error),
+    #[error("cannot create the bootstrap objects: {0}")]
+    Bootstrap(#[from] crate::ApiError),
+}
+
+/// A server accepting connections in the background.
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub task: JoinHandle<()>,
+}
+
+/// Bind, create the bootstrap objects and start serving.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
+    let addr = SocketAddr::new(config.bind, config.port);
+    let tls = kubelab_pki::server_tls_config(&config.pki)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let registry = Registry::new(config.store);
+    crate::bootstrap::ensure(&registry, config.advertise_address, local_addr.port()).await?;
+    let state = Arc::new(ApiState {
+        registry,
+        server_address: format!("{}:{}", config.advertise_address, local_addr.port()),
+    });
+    let app = axum::Router::new().fallback(dispatch).with_state(state);
+    let task = tokio::spawn(accept_loop(listener, acceptor, app));
+    tracing::info!(%local_addr, "API server listening");
+    Ok(RunningServer { local_addr, task })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Router) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|der| kubelab_pki::identity_from_der(der.as_ref()).ok());
+            let auth = Authenticated(identity);
+            let service = app.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(auth.clone());
+                req
+            });
+            let result = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(
+                    TokioIo::new(tls),
+                    TowerToHyperService::new(service),
+                )
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,148 @@
+//! `kubelab server`: PKI, store and API server of one control-plane node.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kubelab_pki::{CertPair, KubeconfigSpec};
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Directory for the PKI, the database and the kubeconfig files.
+    #[arg(long, default_value = "/var/lib/kubelab/server")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// HTTPS port of the API server (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// Extra name or IP for the serving certificate (repeatable).
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+    /// Address other nodes reach this server at (default: --bind, or 127.0.0.1 when binding all).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    create_private_dir(&args.data_dir)?;
+    let host_name = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let pki = kubelab_pki::ensure_server_pki(&args.data_dir, &host_name, &args.tls_san)
+        .context("cannot prepare the cluster PKI")?;
+    let db = args.data_dir.join("state.db");
+    let store = kubelab_store::SqliteStore::open(&db, kubelab_store::SqliteOptions::default())
+        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let advertise = args
+        .advertise_address
+        .unwrap_or(if args.bind.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            args.bind
+        });
+    let ca_pem = pki.ca.cert_pem.clone();
+    let clients: Vec<(&str, &str, CertPair)> = vec![
+        ("admin.kubeconfig", "kubelab-admin", pki.admin.clone()),
+        (
+            "super-admin.kubeconfig",
+            "kubelab-super-admin",
+            pki.super_admin.clone(),
+        ),
+        (
+            "controller-manager.kubeconfig",
+            "system:kube-controller-manager",
+            pki.controller_manager.clone(),
+        ),
+        (
+            "scheduler.kubeconfig",
+            "system:kube-scheduler",
+            pki.scheduler.clone(),
+        ),
+    ];
+    let running = kubelab_apiserver::start(kubelab_apiserver::ServerConfig {
+        bind: args.bind,
+        port: args.port,
+        pki,
+        store: Arc::new(store),
+        advertise_address: advertise,
+    })
+    .await?;
+    let server_url = format!("https://{}", url_host(advertise, running.local_addr.port()));
+    for (file, user, cert) in &clients {
+        let path = args.data_dir.join(file);
+        kubelab_pki::write_kubeconfig(
+            &path,
+            &KubeconfigSpec {
+                cluster_name: "kubelab",
+                context_name: "kubelab",
+                user_name: user,
+                server: &server_url,
+                ca_pem: &ca_pem,
+                client: cert,
+            },
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let controllers =
+        start_controllers(&args.data_dir.join("controller-manager.kubeconfig")).await?;
+    println!(
+        "kubelab server ready at {server_url}; kubeconfig: {}",
+        args.data_dir.join("admin.kubeconfig").display()
+    );
+    shutdown_signal().await;
+    controllers.abort();
+    running.task.abort();
+    Ok(())
+}
+
+/// The in-process controllers, as API clients with the controller-manager credentials.
+async fn start_controllers(
+    kubeconfig: &std::path::Path,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("invalid controller-manager kubeconfig")?;
+    let client = kube::Client::try_from(config).context("cannot build the controllers' client")?;
+    Ok(tokio::spawn(kubelab_controllers::run_all(client)))
+}
+
+fn url_host(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
