@@ -79,7 +79,7 @@ impl FieldSelector {
     pub fn matches(&self, rt: &ResourceType, obj: &Value) -> bool {
         self.terms.iter().all(|t| {
             let values = field_values(rt, obj, &t.field);
-            let any_equal = values.iter().any(|v| *v == t.value);
+            let any_equal = values.contains(&t.value);
             any_equal != t.negated
         })
     }
