@@ -150,7 +150,12 @@ impl Registry {
     }
 
     /// Refuse content in a namespace that is missing or terminating.
-    async fn check_namespace(&self, rt: &ResourceType, ns: Option<&str>) -> ApiResult<()> {
+    async fn check_namespace(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<()> {
         let Some(ns) = ns.filter(|_| rt.namespaced) else {
             return Ok(());
         };
@@ -161,10 +166,14 @@ impl Registry {
             None => Err(not_found(ns_type, ns)),
             Some(kv) if object::is_deleting(&object::from_kv(&kv)?) => Err(ApiError::Forbidden {
                 message: format!(
-                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    rt.plural, ""
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    object::qualified_resource(rt)
                 ),
-                details: None,
+                details: Some(crate::error::Details {
+                    group: rt.group.into(),
+                    kind: rt.plural.into(),
+                    name: name.into(),
+                }),
             }),
             Some(_) => Ok(()),
         }
@@ -220,7 +229,8 @@ impl Registry {
                 }],
             ));
         }
-        self.check_namespace(rt, ns).await?;
+        let display_name = object::name(&obj).to_string();
+        self.check_namespace(rt, ns, &display_name).await?;
 
         for _attempt in 0..MAX_RETRIES {
             if !explicit_name {
@@ -395,15 +405,15 @@ impl Registry {
         let now = object::now_rfc3339();
         let deleting = object::is_deleting(obj);
         if rt.plural == "namespaces" && rt.group.is_empty() {
-            if !namespace_finalized(obj) || !object::finalizers(obj).is_empty() || !deleting {
-                if deleting {
-                    return Some(false);
-                }
-                mark_deleting(obj, &now, 0);
-                obj["status"]["phase"] = json!("Terminating");
-                return Some(true);
+            if namespace_finalized(obj) && object::finalizers(obj).is_empty() {
+                return None;
             }
-            return None;
+            if deleting {
+                return Some(false);
+            }
+            mark_deleting(obj, &now, 0);
+            obj["status"]["phase"] = json!("Terminating");
+            return Some(true);
         }
         let graceful_pod = rt.plural == "pods"
             && rt.group.is_empty()

@@ -33,7 +33,12 @@ pub async fn run(client: kube::Client) {
             },
             Arc::new(Context { client }),
         )
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "namespace controller");
+            }
+            futures::future::ready(())
+        })
         .await;
 }
 
