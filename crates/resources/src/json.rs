@@ -125,9 +125,3 @@ pub fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
         Some(_) => {}
     }
 }
-
-/// Whether `map[key]` is absent, `null` or `""`.
-pub fn is_unset(map: &Map<String, Value>, key: &str) -> bool {
-    matches!(map.get(key), None | Some(Value::Null))
-        || map.get(key).and_then(Value::as_str) == Some("")
-}

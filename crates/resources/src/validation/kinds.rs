@@ -45,18 +45,13 @@ pub(crate) fn validate_kind(rt: &ResourceType, obj: &Value, errs: &mut Errs) {
         ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj, errs),
         ("networking.k8s.io", "Ingress") => ingress(obj, errs),
         ("networking.k8s.io", "IngressClass") => {
-            if j::string(obj, &["spec", "controller"]).is_empty() {
-                errs.required("spec.controller", "");
-            }
+            required_string(obj, &["spec", "controller"], "spec.controller", errs)
         }
         ("networking.k8s.io", "NetworkPolicy") => network_policy(obj, errs),
         ("policy", "PodDisruptionBudget") => pdb(obj, errs),
         ("rbac.authorization.k8s.io", "Role") => rbac_rules(obj, true, errs),
-        ("rbac.authorization.k8s.io", "ClusterRole") => {
-            if j::get(obj, &["aggregationRule"]).is_none_or(Value::is_null) {
-                rbac_rules(obj, false, errs)
-            }
-        }
+        // Aggregated cluster roles get their rules from the aggregation controller.
+        ("rbac.authorization.k8s.io", "ClusterRole") => rbac_rules(obj, false, errs),
         ("rbac.authorization.k8s.io", "RoleBinding") => role_binding(obj, true, errs),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => role_binding(obj, false, errs),
         ("storage.k8s.io", "StorageClass") => storage_class(obj, errs),
@@ -99,22 +94,10 @@ pub(crate) fn validate_kind_update(rt: &ResourceType, obj: &Value, old: &Value, 
             }
         }
         ("apps", "StatefulSet") => stateful_set_update(obj, old, errs),
-        ("apps", "ControllerRevision") => {
-            if !semantic_eq(j::get(obj, &["data"]), j::get(old, &["data"])) {
-                errs.invalid("data", &json_repr(j::get(obj, &["data"])), IMMUTABLE);
-            }
-        }
+        ("apps", "ControllerRevision") => immutable_value(obj, old, "data", errs),
         ("batch", "Job") => job_update(obj, old, errs),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            if !semantic_eq(j::get(obj, &["roleRef"]), j::get(old, &["roleRef"])) {
-                let repr = format!(
-                    "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
-                    q(j::string(obj, &["roleRef", "apiGroup"])),
-                    q(j::string(obj, &["roleRef", "kind"])),
-                    q(j::string(obj, &["roleRef", "name"]))
-                );
-                errs.invalid("roleRef", &repr, "cannot change roleRef");
-            }
+            role_ref_update(obj, old, errs)
         }
         ("storage.k8s.io", "StorageClass") => {
             if !semantic_eq(j::get(obj, &["parameters"]), j::get(old, &["parameters"])) {
@@ -155,6 +138,30 @@ fn nonneg(obj: &Value, path: &[&str], field: &str, errs: &mut Errs) {
         if n < 0 {
             errs.invalid(field, &n.to_string(), NEGATIVE);
         }
+    }
+}
+
+fn required_string(obj: &Value, path: &[&str], field: &str, errs: &mut Errs) {
+    if j::string(obj, path).is_empty() {
+        errs.required(field, "");
+    }
+}
+
+fn immutable_value(obj: &Value, old: &Value, field: &str, errs: &mut Errs) {
+    if !semantic_eq(j::get(obj, &[field]), j::get(old, &[field])) {
+        errs.invalid(field, &json_repr(j::get(obj, &[field])), IMMUTABLE);
+    }
+}
+
+fn role_ref_update(obj: &Value, old: &Value, errs: &mut Errs) {
+    if !semantic_eq(j::get(obj, &["roleRef"]), j::get(old, &["roleRef"])) {
+        let repr = format!(
+            "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+            q(j::string(obj, &["roleRef", "apiGroup"])),
+            q(j::string(obj, &["roleRef", "kind"])),
+            q(j::string(obj, &["roleRef", "name"]))
+        );
+        errs.invalid("roleRef", &repr, "cannot change roleRef");
     }
 }
 
@@ -554,54 +561,32 @@ fn secret(obj: &Value, errs: &mut Errs) {
         j::str_at(obj, &["data", k]).is_some_and(|v| !v.is_empty())
             || j::str_at(obj, &["stringData", k]).is_some()
     };
-    match j::string(obj, &["type"]) {
-        "kubernetes.io/service-account-token" => {
-            if j::string(
-                obj,
-                &[
-                    "metadata",
-                    "annotations",
-                    "kubernetes.io/service-account.name",
-                ],
-            )
-            .is_empty()
-            {
-                errs.required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                );
-            }
+    let secret_type = j::string(obj, &["type"]);
+    let required: &[&str] = match secret_type {
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            &["username", "password"]
         }
-        "kubernetes.io/dockercfg" => {
-            if !has(".dockercfg") {
-                errs.required("data[.dockercfg]", "");
-            }
-        }
-        "kubernetes.io/dockerconfigjson" => {
-            if !has(".dockerconfigjson") {
-                errs.required("data[.dockerconfigjson]", "");
-            }
-        }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.required("data[username]", "");
-                errs.required("data[password]", "");
-            }
-        }
-        "kubernetes.io/ssh-auth" => {
-            if !has("ssh-privatekey") {
-                errs.required("data[ssh-privatekey]", "");
-            }
-        }
-        "kubernetes.io/tls" => {
-            if !has("tls.crt") {
-                errs.required("data[tls.crt]", "");
-            }
-            if !has("tls.key") {
-                errs.required("data[tls.key]", "");
-            }
-        }
-        _ => {}
+        _ => &[],
+    };
+    for k in required.iter().filter(|k| !has(k)) {
+        errs.required(&key("data", k), "");
+    }
+    let sa_annotation = [
+        "metadata",
+        "annotations",
+        "kubernetes.io/service-account.name",
+    ];
+    if secret_type == "kubernetes.io/service-account-token"
+        && j::string(obj, &sa_annotation).is_empty()
+    {
+        errs.required(
+            "metadata.annotations[kubernetes.io/service-account.name]",
+            "",
+        );
     }
 }
 
@@ -1642,6 +1627,9 @@ fn pdb(obj: &Value, errs: &mut Errs) {
 }
 
 fn rbac_rules(obj: &Value, namespaced: bool, errs: &mut Errs) {
+    if j::get(obj, &["aggregationRule"]).is_some_and(|v| !v.is_null()) {
+        return;
+    }
     for (i, rule) in j::array(obj, &["rules"]).iter().enumerate() {
         let p = index("rules", i);
         if j::len_at(rule, &["verbs"]) == 0 {
