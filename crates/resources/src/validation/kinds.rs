@@ -814,8 +814,9 @@ fn events_event(obj: &Value, errs: &mut Errs) {
     let ns = j::string(obj, &["metadata", "namespace"]);
     let regarding_ns = j::string(obj, &["regarding", "namespace"]);
     if regarding_ns.is_empty() && ns != "default" && ns != "kube-system" && !ns.is_empty() {
+        // Upstream validates the internal type, whose field is involvedObject.
         errs.invalid(
-            "regarding.namespace",
+            "involvedObject.namespace",
             &q(regarding_ns),
             "does not match event.namespace",
         );

@@ -615,3 +615,90 @@ fn messages_and_never_panics() {
         }
     }
 }
+
+/// What `kubectl create ...` / `kubectl run` send, after defaulting, must validate.
+#[test]
+fn kubectl_generated_objects_pass_after_defaulting() {
+    let cases = [
+        (
+            "apps",
+            "deployments",
+            json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"creationTimestamp":null,"labels":{"app":"nginx"},"name":"nginx","namespace":"default"},"spec":{"replicas":1,"selector":{"matchLabels":{"app":"nginx"}},"strategy":{},"template":{"metadata":{"creationTimestamp":null,"labels":{"app":"nginx"}},"spec":{"containers":[{"image":"nginx","name":"nginx","resources":{}}]}}},"status":{}}),
+        ),
+        (
+            "",
+            "pods",
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"creationTimestamp":null,"labels":{"run":"nginx"},"name":"nginx","namespace":"default"},"spec":{"containers":[{"image":"nginx","name":"nginx","resources":{}}],"dnsPolicy":"ClusterFirst","restartPolicy":"Always"},"status":{}}),
+        ),
+        (
+            "",
+            "services",
+            json!({"apiVersion":"v1","kind":"Service","metadata":{"creationTimestamp":null,"labels":{"app":"my"},"name":"my","namespace":"default"},"spec":{"ports":[{"name":"80-8080","port":80,"protocol":"TCP","targetPort":8080}],"selector":{"app":"my"},"type":"ClusterIP"},"status":{"loadBalancer":{}}}),
+        ),
+        (
+            "batch",
+            "jobs",
+            json!({"apiVersion":"batch/v1","kind":"Job","metadata":{"creationTimestamp":null,"name":"pi","namespace":"default","uid":"0b5c7d36-7a48-4a59-9f0b-6b8f4a3b9a10"},"spec":{"template":{"metadata":{"creationTimestamp":null},"spec":{"containers":[{"image":"perl","name":"pi","resources":{}}],"restartPolicy":"Never"}}},"status":{}}),
+        ),
+        (
+            "batch",
+            "cronjobs",
+            json!({"apiVersion":"batch/v1","kind":"CronJob","metadata":{"creationTimestamp":null,"name":"hello","namespace":"default"},"spec":{"jobTemplate":{"metadata":{"creationTimestamp":null,"name":"hello"},"spec":{"template":{"metadata":{"creationTimestamp":null},"spec":{"containers":[{"image":"busybox","name":"hello","resources":{}}],"restartPolicy":"OnFailure"}}}},"schedule":"*/1 * * * *"},"status":{}}),
+        ),
+        (
+            "",
+            "secrets",
+            json!({"apiVersion":"v1","kind":"Secret","metadata":{"creationTimestamp":null,"name":"s","namespace":"default"},"data":{"a":"Yg=="}}),
+        ),
+        (
+            "",
+            "configmaps",
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"creationTimestamp":null,"name":"c","namespace":"default"},"data":{"a":"b"}}),
+        ),
+        (
+            "",
+            "namespaces",
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"creationTimestamp":null,"name":"team"},"spec":{},"status":{}}),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "roles",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"creationTimestamp":null,"name":"pod-reader","namespace":"default"},"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]}),
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"creationTimestamp":null,"name":"rb","namespace":"default"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"pod-reader"},"subjects":[{"kind":"ServiceAccount","name":"x","namespace":"default"}]}),
+        ),
+        (
+            "networking.k8s.io",
+            "ingresses",
+            json!({"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"creationTimestamp":null,"name":"simple","namespace":"default"},"spec":{"rules":[{"host":"foo.com","http":{"paths":[{"backend":{"service":{"name":"svc1","port":{"number":8080}}},"path":"/bar","pathType":"Exact"}]}}]},"status":{"loadBalancer":{}}}),
+        ),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            json!({"apiVersion":"policy/v1","kind":"PodDisruptionBudget","metadata":{"creationTimestamp":null,"name":"my","namespace":"default"},"spec":{"minAvailable":1,"selector":{"matchLabels":{"app":"x"}}},"status":{"currentHealthy":0,"desiredHealthy":0,"disruptionsAllowed":0,"expectedPods":0}}),
+        ),
+        (
+            "apps",
+            "statefulsets",
+            json!({"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web","namespace":"default"},"spec":{"serviceName":"web","selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"nginx","image":"nginx"}]}},"volumeClaimTemplates":[{"metadata":{"name":"www"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]}}),
+        ),
+        (
+            "apps",
+            "daemonsets",
+            json!({"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"agent","namespace":"kube-system"},"spec":{"selector":{"matchLabels":{"app":"agent"}},"template":{"metadata":{"labels":{"app":"agent"}},"spec":{"containers":[{"name":"a","image":"busybox"}],"tolerations":[{"operator":"Exists"}]}}}}),
+        ),
+    ];
+    for (group, plural, mut obj) in cases {
+        let rt = crate::catalog::builtin()
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .unwrap();
+        crate::defaults::apply_defaults(rt, &mut obj);
+        assert_eq!(causes(rt, &obj, None), vec![], "{plural}");
+        // Re-applying the same object is a no-op update.
+        assert_eq!(causes(rt, &obj, Some(&obj)), vec![], "{plural} update");
+    }
+}
