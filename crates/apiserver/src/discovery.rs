@@ -1,6 +1,9 @@
 //! Discovery documents, aggregated (apidiscovery.k8s.io/v2) and legacy, built from the catalog.
 
-use kubelab_resources::catalog::{self, ResourceType};
+use kubelab_resources::catalog::ResourceType;
+
+/// Every served type, built-in first (in discovery order), then custom ones.
+pub type Types<'a> = &'a [&'static ResourceType];
 use serde_json::{json, Value};
 
 pub const AGGREGATED_CONTENT_TYPE: &str =
@@ -19,9 +22,9 @@ pub fn wants_aggregated(accept: &str) -> bool {
 
 /// Group-versions in priority order (the order of first appearance in the catalog), core
 /// excluded.
-fn group_versions() -> Vec<(&'static str, &'static str)> {
+fn group_versions(types: Types) -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for rt in catalog::builtin() {
+    for rt in types {
         if !rt.group.is_empty() && !out.contains(&(rt.group, rt.version)) {
             out.push((rt.group, rt.version));
         }
@@ -30,11 +33,13 @@ fn group_versions() -> Vec<(&'static str, &'static str)> {
 }
 
 fn resources_of<'a>(
+    types: Types<'a>,
     group: &'a str,
     version: &'a str,
 ) -> impl Iterator<Item = &'static ResourceType> + 'a {
-    catalog::builtin()
+    types
         .iter()
+        .copied()
         .filter(move |rt| rt.group == group && rt.version == version)
 }
 
@@ -69,28 +74,28 @@ fn aggregated_resource(rt: &ResourceType) -> Value {
     r
 }
 
-fn aggregated_group(name: &str, versions: &[&str]) -> Value {
+fn aggregated_group(types: Types, name: &str, versions: &[&str]) -> Value {
     json!({
         "metadata": {"name": name, "creationTimestamp": null},
         "versions": versions.iter().map(|v| json!({
             "version": v,
             "freshness": "Current",
-            "resources": resources_of(name, v).map(aggregated_resource).collect::<Vec<_>>(),
+            "resources": resources_of(types, name, v).map(aggregated_resource).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
 
-fn versions_of(group: &str) -> Vec<&'static str> {
-    group_versions()
+fn versions_of(types: Types, group: &str) -> Vec<&'static str> {
+    group_versions(types)
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(_, v)| v)
         .collect()
 }
 
-fn distinct_groups() -> Vec<&'static str> {
+fn distinct_groups(types: Types) -> Vec<&'static str> {
     let mut groups: Vec<&str> = Vec::new();
-    for (g, _) in group_versions() {
+    for (g, _) in group_versions(types) {
         if !groups.contains(&g) {
             groups.push(g);
         }
@@ -99,20 +104,20 @@ fn distinct_groups() -> Vec<&'static str> {
 }
 
 /// `/api` as aggregated discovery.
-pub fn aggregated_core() -> Value {
+pub fn aggregated_core(types: Types) -> Value {
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": "apidiscovery.k8s.io/v2",
         "metadata": {},
-        "items": [aggregated_group("", &["v1"])],
+        "items": [aggregated_group(types, "", &["v1"])],
     })
 }
 
 /// `/apis` as aggregated discovery.
-pub fn aggregated_groups() -> Value {
-    let items: Vec<Value> = distinct_groups()
+pub fn aggregated_groups(types: Types) -> Value {
+    let items: Vec<Value> = distinct_groups(types)
         .into_iter()
-        .map(|g| aggregated_group(g, &versions_of(g)))
+        .map(|g| aggregated_group(types, g, &versions_of(types, g)))
         .collect();
     json!({
         "kind": "APIGroupDiscoveryList",
@@ -131,8 +136,8 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn api_group(group: &str) -> Value {
-    let versions: Vec<Value> = versions_of(group)
+fn api_group(types: Types, group: &str) -> Value {
+    let versions: Vec<Value> = versions_of(types, group)
         .iter()
         .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
         .collect();
@@ -144,29 +149,29 @@ fn api_group(group: &str) -> Value {
 }
 
 /// `/apis` legacy.
-pub fn api_group_list() -> Value {
+pub fn api_group_list(types: Types) -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": distinct_groups().into_iter().map(api_group).collect::<Vec<_>>(),
+        "groups": distinct_groups(types).into_iter().map(|g| api_group(types, g)).collect::<Vec<_>>(),
     })
 }
 
 /// `/apis/<group>` legacy, or None for an unknown group.
-pub fn group(group: &str) -> Option<Value> {
-    if versions_of(group).is_empty() {
+pub fn group(types: Types, group: &str) -> Option<Value> {
+    if versions_of(types, group).is_empty() {
         return None;
     }
-    let mut g = api_group(group);
+    let mut g = api_group(types, group);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     Some(g)
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`, or None for an unknown group-version.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+pub fn resource_list(types: Types, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for rt in resources_of(group, version) {
+    for rt in resources_of(types, group, version) {
         let mut r = json!({
             "name": rt.plural,
             "singularName": rt.singular,
@@ -222,9 +227,14 @@ mod tests {
         assert!(!wants_aggregated("application/json"));
     }
 
+    fn builtin() -> Vec<&'static ResourceType> {
+        kubelab_resources::catalog::builtin().iter().collect()
+    }
+
     #[test]
     fn every_resource_has_a_response_kind() {
-        let doc = aggregated_groups();
+        let types = builtin();
+        let doc = aggregated_groups(&types);
         for g in doc["items"].as_array().unwrap() {
             for v in g["versions"].as_array().unwrap() {
                 for r in v["resources"].as_array().unwrap() {
@@ -232,7 +242,7 @@ mod tests {
                 }
             }
         }
-        assert!(resource_list("apps", "v1").is_some());
-        assert!(resource_list("nope", "v1").is_none());
+        assert!(resource_list(&types, "apps", "v1").is_some());
+        assert!(resource_list(&types, "nope", "v1").is_none());
     }
 }

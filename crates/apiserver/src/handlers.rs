@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode};
-use kubelab_resources::catalog::{self, ResourceType};
+use kubelab_resources::catalog::ResourceType;
 use kubelab_resources::{fields, labels};
 use serde_json::{json, Value};
 
+use crate::custom::ScalePaths;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{DeleteOptions, ListOptions, Registry};
 use crate::request::{self, negotiate, Output, Query};
@@ -20,7 +21,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Shared state of the HTTP front.
 pub struct ApiState {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    pub openapi: kubelab_openapi::OpenApi,
     /// host:port clients reach this server at (legacy discovery's serverAddressByClientCIDRs).
     pub server_address: String,
 }
@@ -107,7 +109,14 @@ async fn route_request(
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        if method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return openapi(state, rest.trim_start_matches('/'));
+    }
     let route = route::parse(path).ok_or(ApiError::NoRoute)?;
+    let types = state.registry.all_types();
     let get_only = |v: Option<Value>| -> ApiResult<Response> {
         if method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
@@ -121,7 +130,7 @@ async fn route_request(
                 return Err(ApiError::MethodNotAllowed);
             }
             if discovery::wants_aggregated(accept) {
-                return Ok(aggregated_response(&discovery::aggregated_core()));
+                return Ok(aggregated_response(&discovery::aggregated_core(&types)));
             }
             get_only(Some(discovery::api_versions(&state.server_address)))
         }
@@ -130,13 +139,13 @@ async fn route_request(
                 return Err(ApiError::MethodNotAllowed);
             }
             if discovery::wants_aggregated(accept) {
-                return Ok(aggregated_response(&discovery::aggregated_groups()));
+                return Ok(aggregated_response(&discovery::aggregated_groups(&types)));
             }
-            get_only(Some(discovery::api_group_list()))
+            get_only(Some(discovery::api_group_list(&types)))
         }
-        Route::Group { group } => get_only(discovery::group(&group)),
+        Route::Group { group } => get_only(discovery::group(&types, &group)),
         Route::GroupVersion { group, version } => {
-            get_only(discovery::resource_list(&group, &version))
+            get_only(discovery::resource_list(&types, &group, &version))
         }
         Route::Resource(p) => resource_request(state, method, &p, headers, query, body).await,
     }
@@ -156,10 +165,7 @@ fn aggregated_response(doc: &Value) -> Response {
 fn list_options(rt: &ResourceType, query: &Query) -> ApiResult<ListOptions> {
     let mut opts = ListOptions::default();
     if let Some(s) = query.non_empty("labelSelector") {
-        opts.labels = Some(
-            labels::parse(s)
-                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
-        );
+        opts.labels = Some(labels::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
     if let Some(s) = query.non_empty("fieldSelector") {
         let sel = fields::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -184,7 +190,10 @@ async fn resource_request(
     query: &Query,
     body: &[u8],
 ) -> ApiResult<Response> {
-    let rt = catalog::find(&p.group, &p.version, &p.resource).ok_or(ApiError::NoRoute)?;
+    let rt = state
+        .registry
+        .find_type(&p.group, &p.version, &p.resource)
+        .ok_or(ApiError::NoRoute)?;
     if p.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::NoRoute);
     }
@@ -205,22 +214,36 @@ async fn resource_request(
         (Method::GET, Some(name)) => match p.subresource.as_deref() {
             None | Some("status") => {
                 let obj = reg.get(rt, ns, name).await?;
-                respond_object(rt, StatusCode::OK, &obj, output, query)
+                respond_object(reg, rt, StatusCode::OK, &obj, output, query)
             }
             Some("scale") if has_sub(rt, "scale") => {
                 let obj = reg.get(rt, ns, name).await?;
-                Ok(json_response(StatusCode::OK, &to_scale(&obj)))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &to_scale(&obj, &scale_paths(reg, rt)),
+                ))
             }
             Some(_) => Err(ApiError::NoRoute),
         },
         (Method::POST, None) => {
-            let obj = request::decode_object(body, &request::content_type(headers))?;
+            let content_type = request::content_type(headers);
+            let obj = request::decode_object(body, &content_type)?;
+            let warnings = check_fields(state, rt, &obj, json_body(body, &content_type), query)?;
             let created = reg.create(rt, ns, obj, query.dry_run()?).await?;
-            respond_object(rt, StatusCode::CREATED, &created, output, query)
+            with_warnings(
+                respond_object(reg, rt, StatusCode::CREATED, &created, output, query),
+                &warnings,
+            )
         }
         (Method::PUT, Some(name)) => {
             let sub = p.subresource.as_deref();
-            let desired = request::decode_object(body, &request::content_type(headers))?;
+            let content_type = request::content_type(headers);
+            let desired = request::decode_object(body, &content_type)?;
+            let warnings = if sub.is_none() {
+                check_fields(state, rt, &desired, json_body(body, &content_type), query)?
+            } else {
+                Vec::new()
+            };
             if sub == Some("scale") && has_sub(rt, "scale") {
                 return update_scale(reg, rt, ns, name, query, |_| Ok(desired.clone())).await;
             }
@@ -228,7 +251,10 @@ async fn resource_request(
             let updated = reg
                 .update(rt, ns, name, sub, query.dry_run()?, |_| Ok(desired.clone()))
                 .await?;
-            respond_object(rt, StatusCode::OK, &updated, output, query)
+            with_warnings(
+                respond_object(reg, rt, StatusCode::OK, &updated, output, query),
+                &warnings,
+            )
         }
         (Method::PATCH, Some(name)) => {
             let sub = p.subresource.as_deref();
@@ -241,27 +267,34 @@ async fn resource_request(
             }
             check_writable_sub(rt, sub)?;
             let dry_run = query.dry_run()?;
+            let mut warnings = Vec::new();
             let result = reg
                 .update(rt, ns, name, sub, dry_run, |current| {
-                    patch.apply(&without_resource_version(current))
+                    let patched = patch.apply(&without_resource_version(current))?;
+                    if sub.is_none() {
+                        warnings = check_fields(state, rt, &patched, None, query)?;
+                    }
+                    Ok(patched)
                 })
                 .await;
-            match result {
+            let response = match result {
                 Err(ApiError::NotFound { .. }) if patch.is_apply() && sub.is_none() => {
                     let obj = patch.apply(&json!({}))?;
+                    warnings = check_fields(state, rt, &obj, None, query)?;
                     let created = reg.create(rt, ns, obj, dry_run).await?;
-                    respond_object(rt, StatusCode::CREATED, &created, output, query)
+                    respond_object(reg, rt, StatusCode::CREATED, &created, output, query)
                 }
-                other => respond_object(rt, StatusCode::OK, &other?, output, query),
-            }
+                other => respond_object(reg, rt, StatusCode::OK, &other?, output, query),
+            };
+            with_warnings(response, &warnings)
         }
         (Method::DELETE, Some(name)) if p.subresource.is_none() => {
-            let opts = delete_options(body, query)?;
+            let opts = delete_options(body, &request::content_type(headers), query)?;
             let (obj, _deleted) = reg.delete(rt, ns, name, &opts).await?;
-            respond_object(rt, StatusCode::OK, &obj, output, query)
+            respond_object(reg, rt, StatusCode::OK, &obj, output, query)
         }
         (Method::DELETE, None) => {
-            let opts = delete_options(body, query)?;
+            let opts = delete_options(body, &request::content_type(headers), query)?;
             let list_opts = list_options(rt, query)?;
             let page = reg.list(rt, ns, &list_opts).await?;
             let mut deleted = Vec::new();
@@ -314,6 +347,7 @@ async fn list(
     let body = match output {
         Output::Table { v1beta1 } => table::table(
             rt,
+            reg.custom().of(rt).as_deref(),
             &page.items,
             list_meta,
             &TableOptions {
@@ -334,6 +368,7 @@ async fn list(
 }
 
 fn respond_object(
+    reg: &Registry,
     rt: &ResourceType,
     code: StatusCode,
     obj: &Value,
@@ -343,6 +378,7 @@ fn respond_object(
     let body = match output {
         Output::Table { v1beta1 } => table::table(
             rt,
+            reg.custom().of(rt).as_deref(),
             std::slice::from_ref(obj),
             json!({"resourceVersion": crate::object::meta_str(obj, "resourceVersion").unwrap_or("")}),
             &TableOptions {
@@ -357,12 +393,10 @@ fn respond_object(
     Ok(json_response(code, &body))
 }
 
-fn delete_options(body: &[u8], query: &Query) -> ApiResult<DeleteOptions> {
+fn delete_options(body: &[u8], content_type: &str, query: &Query) -> ApiResult<DeleteOptions> {
     let mut opts = DeleteOptions::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(body)
-            .or_else(|_| serde_yaml::from_slice(body))
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let v = request::decode_object(body, content_type)?;
         opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.precondition_uid = v
             .pointer("/preconditions/uid")
@@ -411,6 +445,7 @@ fn check_propagation(p: &str) -> ApiResult<()> {
 enum Patch {
     Json(json_patch::Patch),
     Merge(Value),
+    Strategic(Value),
     /// Server-side apply: until field management lands, applied as a merge of the
     /// configuration into the live object.
     Apply(Value),
@@ -428,7 +463,6 @@ impl Patch {
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 Ok(Patch::Json(patch))
             }
-            // Strategic merge degrades to a JSON merge for now (lists are replaced).
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                 let v = parse_json()?;
                 if !v.is_object() {
@@ -436,7 +470,11 @@ impl Patch {
                         "error decoding patch: the patch must be a JSON object",
                     ));
                 }
-                Ok(Patch::Merge(v))
+                if content_type == "application/merge-patch+json" {
+                    Ok(Patch::Merge(v))
+                } else {
+                    Ok(Patch::Strategic(v))
+                }
             }
             "application/apply-patch+yaml" => {
                 let v: Value = serde_yaml::from_slice(body)
@@ -467,6 +505,22 @@ impl Patch {
                 ))
             })?,
             Patch::Merge(p) => json_patch::merge(&mut doc, p),
+            Patch::Strategic(p) => {
+                let api_version = current
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let kind = current.get("kind").and_then(Value::as_str).unwrap_or("");
+                let meta = kubelab_patch::builtin_meta(api_version, kind);
+                if !meta.is_builtin() {
+                    return Err(ApiError::UnsupportedMediaType {
+                        content_type: "application/strategic-merge-patch+json".into(),
+                    });
+                }
+                doc = kubelab_patch::strategic_merge(current, p, &meta).map_err(|e| {
+                    ApiError::bad_request(format!("error applying strategic merge patch: {e}"))
+                })?;
+            }
             Patch::Apply(p) => {
                 let mut p = p.clone();
                 if let Some(m) = p.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -484,13 +538,27 @@ impl Patch {
     }
 }
 
+fn scale_paths(reg: &Registry, rt: &ResourceType) -> ScalePaths {
+    reg.custom()
+        .of(rt)
+        .and_then(|cv| cv.scale.clone())
+        .unwrap_or_else(ScalePaths::builtin)
+}
+
 /// The autoscaling/v1 Scale view of a scalable object.
-fn to_scale(obj: &Value) -> Value {
+fn to_scale(obj: &Value, paths: &ScalePaths) -> Value {
     let meta = crate::object::metadata(obj).cloned().unwrap_or_default();
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(selector_string)
-        .unwrap_or_default();
+    let selector = match &paths.label_selector {
+        Some(p) => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        None => obj
+            .pointer("/spec/selector")
+            .map(selector_string)
+            .unwrap_or_default(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -501,9 +569,9 @@ fn to_scale(obj: &Value) -> Value {
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": meta.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": obj.pointer(&paths.spec_replicas).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": obj.pointer(&paths.status_replicas).cloned().unwrap_or(json!(0)),
             "selector": selector,
         },
     })
@@ -520,9 +588,10 @@ async fn update_scale<F>(
 where
     F: FnMut(&Value) -> ApiResult<Value> + Send,
 {
+    let paths = scale_paths(reg, rt);
     let updated = reg
         .update(rt, ns, name, None, query.dry_run()?, |current| {
-            let scale = desired_scale(&to_scale(current))?;
+            let scale = desired_scale(&to_scale(current, &paths))?;
             let replicas = scale
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
@@ -541,7 +610,7 @@ where
                 ));
             }
             let mut obj = current.clone();
-            obj["spec"]["replicas"] = json!(replicas);
+            set_pointer(&mut obj, &paths.spec_replicas, json!(replicas));
             let rv = scale
                 .pointer("/metadata/resourceVersion")
                 .cloned()
@@ -556,7 +625,7 @@ where
             Ok(obj)
         })
         .await?;
-    Ok(json_response(StatusCode::OK, &to_scale(&updated)))
+    Ok(json_response(StatusCode::OK, &to_scale(&updated, &paths)))
 }
 
 /// A copy without `metadata.resourceVersion`: patches are conditional only when they set it.
@@ -594,4 +663,85 @@ fn selector_string(selector: &Value) -> String {
         }
     }
     parts.join(",")
+}
+
+/// Set the value at a JSON pointer, creating intermediate objects.
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = pointer.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let map = cur.as_object_mut().expect("just made an object");
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        cur = map.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+/// `/openapi/v3` and `/openapi/v3/<group-version path>`.
+fn openapi(state: &ApiState, gv_path: &str) -> ApiResult<Response> {
+    if gv_path.is_empty() {
+        return Ok(json_response(StatusCode::OK, &state.openapi.index()));
+    }
+    let (bytes, hash) = state.openapi.document(gv_path).ok_or(ApiError::NoRoute)?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ETAG, format!("\"{hash}\""))
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(axum::body::Body::from(bytes.to_vec()))
+        .map_err(ApiError::internal)
+}
+
+/// The raw body when it is JSON (duplicate-field detection needs the bytes).
+fn json_body<'a>(body: &'a [u8], content_type: &str) -> Option<&'a [u8]> {
+    matches!(content_type, "application/json" | "").then_some(body)
+}
+
+/// fieldValidation: unknown and duplicate fields are an error (Strict), warnings (Warn, the
+/// default) or ignored.
+fn check_fields(
+    state: &ApiState,
+    rt: &ResourceType,
+    obj: &Value,
+    raw_json: Option<&[u8]>,
+    query: &Query,
+) -> ApiResult<Vec<String>> {
+    let mode = query.non_empty("fieldValidation").unwrap_or("Warn");
+    if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {mode:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+        )));
+    }
+    if mode == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let mut problems = state
+        .openapi
+        .unknown_fields(&rt.api_version(), rt.kind, obj);
+    if let Some(raw) = raw_json {
+        problems.extend(kubelab_openapi::duplicate_fields(raw));
+    }
+    if mode == "Strict" && !problems.is_empty() {
+        return Err(ApiError::bad_request(
+            kubelab_openapi::strict_decoding_error(&problems),
+        ));
+    }
+    Ok(problems)
+}
+
+/// Add `Warning: 299 - "..."` headers, as kubectl prints them.
+fn with_warnings(response: ApiResult<Response>, warnings: &[String]) -> ApiResult<Response> {
+    let mut response = response?;
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    Ok(response)
 }

@@ -7,6 +7,8 @@
 //! `kubelab_resources`; this crate has no per-kind handlers or tables.
 
 mod bootstrap;
+mod crd;
+mod custom;
 mod discovery;
 mod error;
 mod handlers;

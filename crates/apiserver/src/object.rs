@@ -41,6 +41,16 @@ pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
 
 /// The bytes stored for an object: everything but `metadata.resourceVersion`, which the store
 /// revision provides.
+/// [`from_kv`] as the given type's version: custom resources are stored once and served in
+/// every version of their definition.
+pub fn from_kv_as(rt: &ResourceType, kv: &KeyValue) -> ApiResult<Value> {
+    let mut obj = from_kv(kv)?;
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), json!(rt.api_version()));
+    }
+    Ok(obj)
+}
+
 pub fn to_stored(obj: &Value) -> ApiResult<Vec<u8>> {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -12,6 +12,7 @@ use kubelab_resources::validation::{self, FieldError, ValidationError};
 use kubelab_store::{KeyValue, Revision, Store};
 use serde_json::{json, Value};
 
+use crate::custom::CustomTypes;
 use crate::error::{ApiError, ApiResult};
 use crate::object::{self, conflict_modified, not_found};
 
@@ -20,6 +21,7 @@ const MAX_RETRIES: usize = 16;
 
 pub struct Registry {
     store: Arc<dyn Store>,
+    custom: Arc<CustomTypes>,
 }
 
 /// Filters and paging of a list or watch.
@@ -94,11 +96,47 @@ impl ListOptions {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store }
+        Registry {
+            store,
+            custom: Arc::new(CustomTypes::default()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn custom(&self) -> &Arc<CustomTypes> {
+        &self.custom
+    }
+
+    /// A built-in type, or a custom one currently defined by a CRD.
+    pub fn find_type(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static ResourceType> {
+        catalog::find(group, version, plural)
+            .or_else(|| self.custom.find(group, version, plural).map(|cv| cv.rt))
+    }
+
+    /// Every served type: built-in ones in discovery order, then custom ones.
+    pub fn all_types(&self) -> Vec<&'static ResourceType> {
+        let mut all: Vec<&'static ResourceType> = catalog::builtin().iter().collect();
+        all.extend(self.custom.all().iter().map(|cv| cv.rt));
+        all
+    }
+
+    /// Custom-resource admission: schema defaults, pruning, structural validation.
+    fn admit_custom(&self, rt: &ResourceType, obj: &mut Value, name: &str) -> ApiResult<()> {
+        if let Some(cv) = self.custom.of(rt) {
+            let errors = cv.admit(obj);
+            if !errors.is_empty() {
+                return Err(invalid(rt, name, errors));
+            }
+        }
+        Ok(())
     }
 
     async fn get_kv(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<KeyValue> {
@@ -109,7 +147,7 @@ impl Registry {
     }
 
     pub async fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        object::from_kv(&self.get_kv(rt, ns, name).await?)
+        object::from_kv_as(rt, &self.get_kv(rt, ns, name).await?)
     }
 
     pub async fn list(
@@ -127,7 +165,7 @@ impl Registry {
         let mut continue_token = None;
         let total = listed.items.len();
         for (i, kv) in listed.items.iter().enumerate() {
-            let obj = object::from_kv(kv)?;
+            let obj = object::from_kv_as(rt, kv)?;
             if !opts.matches(rt, &obj) {
                 continue;
             }
@@ -217,6 +255,8 @@ impl Registry {
         }
         initial_status(rt, &mut obj);
         kubelab_resources::defaults::apply_defaults(rt, &mut obj);
+        let display = object::name(&obj).to_string();
+        self.admit_custom(rt, &mut obj, &display)?;
 
         if !explicit_name && generate.is_none() {
             return Err(invalid(
@@ -249,7 +289,7 @@ impl Registry {
             }
             let key = object::object_key(rt, ns, &name);
             match self.store.create(&key, object::to_stored(&obj)?).await {
-                Ok(kv) => return object::from_kv(&kv),
+                Ok(kv) => return object::from_kv_as(rt, &kv),
                 Err(kubelab_store::Error::AlreadyExists { .. }) if !explicit_name => continue,
                 Err(kubelab_store::Error::AlreadyExists { .. }) => {
                     return Err(ApiError::AlreadyExists {
@@ -284,7 +324,7 @@ impl Registry {
     {
         for _attempt in 0..MAX_RETRIES {
             let kv = self.get_kv(rt, ns, name).await?;
-            let old = object::from_kv(&kv)?;
+            let old = object::from_kv_as(rt, &kv)?;
             let mut desired = mutate(&old)?;
             let conditional = match object::meta_str(&desired, "resourceVersion") {
                 Some(rv) if !rv.is_empty() => {
@@ -313,6 +353,8 @@ impl Registry {
                     )))
                 }
             };
+            let mut new = new;
+            self.admit_custom(rt, &mut new, name)?;
             run_validation(rt, &new, Some(&old), name)?;
             let write = decide(rt, &old, new);
             if dry_run {
@@ -339,7 +381,7 @@ impl Registry {
                 ),
             };
             match outcome {
-                Ok(Some(kv)) => return object::from_kv(&kv),
+                Ok(Some(kv)) => return object::from_kv_as(rt, &kv),
                 Ok(None) => return Ok(removed.unwrap_or(Value::Null)),
                 Err(kubelab_store::Error::Conflict { .. }) if !conditional => continue,
                 Err(kubelab_store::Error::Conflict { .. }) => {
@@ -363,7 +405,7 @@ impl Registry {
     ) -> ApiResult<(Value, bool)> {
         for _attempt in 0..MAX_RETRIES {
             let kv = self.get_kv(rt, ns, name).await?;
-            let mut obj = object::from_kv(&kv)?;
+            let mut obj = object::from_kv_as(rt, &kv)?;
             check_preconditions(rt, name, &obj, opts)?;
             let key = object::object_key(rt, ns, name);
             let pending = self.pending_deletion(rt, &mut obj, opts);
@@ -384,7 +426,7 @@ impl Registry {
                     .map(|_| (None, true)),
             };
             match result {
-                Ok((Some(kv), deleted)) => return Ok((object::from_kv(&kv)?, deleted)),
+                Ok((Some(kv), deleted)) => return Ok((object::from_kv_as(rt, &kv)?, deleted)),
                 Ok((None, deleted)) => return Ok((obj, deleted)),
                 Err(kubelab_store::Error::Conflict { .. }) => continue,
                 Err(kubelab_store::Error::NotFound { .. }) => return Err(not_found(rt, name)),
@@ -721,6 +763,7 @@ fn prepare_update(
             new["spec"]["finalizers"] = f.clone();
         }
     }
+    kubelab_resources::defaults::prepare_for_update(rt, &mut new, old);
     kubelab_resources::defaults::apply_defaults(rt, &mut new);
     if !object::spec_equal(old, &new) {
         let generation = old_meta

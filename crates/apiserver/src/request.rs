@@ -139,6 +139,11 @@ pub fn decode_object(body: &[u8], content_type: &str) -> ApiResult<Value> {
                     "the object provided is unrecognized (yaml parse error: {e})"
                 ))
             })?,
+        kubelab_protobuf::MEDIA_TYPE => kubelab_protobuf::decode(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the object provided is unrecognized (protobuf: {e})"
+            ))
+        })?,
         other => {
             return Err(ApiError::UnsupportedMediaType {
                 content_type: other.to_string(),

@@ -38,6 +38,8 @@ pub enum ServeError {
     },
     #[error("cannot build the TLS configuration: {0}")]
     Tls(#[from] kubelab_pki::Error),
+    #[error("cannot build the OpenAPI documents: {0}")]
+    OpenApi(#[from] kubelab_openapi::Error),
     #[error("cannot create the bootstrap objects: {0}")]
     Bootstrap(#[from] crate::ApiError),
 }
@@ -59,10 +61,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let local_addr = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let registry = Registry::new(config.store);
+    let registry = Arc::new(Registry::new(config.store));
     crate::bootstrap::ensure(&registry, config.advertise_address, local_addr.port()).await?;
+    let openapi = tokio::task::spawn_blocking(kubelab_openapi::OpenApi::build)
+        .await
+        .map_err(|e| ServeError::Bootstrap(crate::ApiError::internal(e)))??;
+    tokio::spawn(crate::crd::run(registry.clone()));
     let state = Arc::new(ApiState {
         registry,
+        openapi,
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),
     });
     let app = axum::Router::new().fallback(dispatch).with_state(state);

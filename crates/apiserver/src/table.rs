@@ -4,6 +4,7 @@ use kubelab_resources::catalog::ResourceType;
 use kubelab_resources::tables;
 use serde_json::{json, Value};
 
+use crate::custom::{self, CustomVersion};
 use crate::error::{ApiError, ApiResult};
 
 /// `includeObject`: what each row carries besides its cells.
@@ -51,12 +52,22 @@ pub struct TableOptions {
     pub headers: bool,
 }
 
-pub fn table(rt: &ResourceType, objs: &[Value], list_meta: Value, opts: &TableOptions) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    custom: Option<&CustomVersion>,
+    objs: &[Value],
+    list_meta: Value,
+    opts: &TableOptions,
+) -> Value {
     let now = jiff::Timestamp::now();
     let rows: Vec<Value> = objs
         .iter()
         .map(|obj| {
-            let mut row = json!({"cells": tables::cells(rt, obj, now)});
+            let cells = match custom {
+                Some(cv) => custom::table_cells(cv, obj, now),
+                None => tables::cells(rt, obj, now),
+            };
+            let mut row = json!({"cells": cells});
             match opts.include {
                 Include::None => {}
                 Include::Metadata => row["object"] = partial_metadata(obj),
@@ -72,7 +83,10 @@ pub fn table(rt: &ResourceType, objs: &[Value], list_meta: Value, opts: &TableOp
         "rows": rows,
     });
     if opts.headers {
-        t["columnDefinitions"] = serde_json::to_value(tables::columns(rt)).unwrap_or_default();
+        t["columnDefinitions"] = match custom {
+            Some(cv) => Value::Array(custom::table_columns(cv)),
+            None => serde_json::to_value(tables::columns(rt)).unwrap_or_default(),
+        };
     }
     t
 }

@@ -26,6 +26,7 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// How events are rendered for this watcher.
 struct Encoder {
     rt: &'static ResourceType,
+    custom: Option<std::sync::Arc<crate::custom::CustomVersion>>,
     output: Output,
     include: Include,
     sent_headers: bool,
@@ -39,6 +40,7 @@ impl Encoder {
             Output::Table { v1beta1 } => {
                 let t = table::table(
                     self.rt,
+                    self.custom.as_deref(),
                     std::slice::from_ref(obj),
                     json!({"resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("")}),
                     &TableOptions {
@@ -106,6 +108,7 @@ pub async fn serve(
     };
     let mut encoder = Encoder {
         rt,
+        custom: reg.custom().of(rt),
         output,
         include: Include::parse(query.get("includeObject"))?,
         sent_headers: false,
@@ -217,14 +220,14 @@ async fn run(
 /// is ADDED, one leaving it is DELETED.
 fn render(encoder: &mut Encoder, opts: &ListOptions, event: &Event) -> ApiResult<Option<Bytes>> {
     let rt = encoder.rt;
-    let obj = object::from_kv(&event.kv)?;
+    let obj = object::from_kv_as(rt, &event.kv)?;
     let now_matches = opts.matches(rt, &obj);
     let kind = match event.event_type {
         EventType::Created => now_matches.then_some("ADDED"),
         EventType::Deleted => now_matches.then_some("DELETED"),
         EventType::Updated => {
             let before = match &event.prev {
-                Some(prev) => opts.matches(rt, &object::from_kv(prev)?),
+                Some(prev) => opts.matches(rt, &object::from_kv_as(rt, prev)?),
                 None => false,
             };
             match (before, now_matches) {
