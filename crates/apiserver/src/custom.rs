@@ -768,3 +768,133 @@ mod tests {
         assert_eq!(cells, vec![json!("a"), json!(3)]);
     }
 }
+
+/// Fields of `obj` that the schema would prune, as strict-decoding messages
+/// (`unknown field "spec.colour"`).
+pub fn unknown_fields(cv: &CustomVersion, obj: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(schema) = &cv.schema {
+        collect_unknown(obj, schema, "", true, &mut out);
+    }
+    out
+}
+
+fn collect_unknown(value: &Value, schema: &Value, path: &str, top: bool, out: &mut Vec<String>) {
+    if preserves_unknown(schema)
+        || schema
+            .get("x-kubernetes-int-or-string")
+            .and_then(Value::as_bool)
+            == Some(true)
+        || schema
+            .get("x-kubernetes-embedded-resource")
+            .and_then(Value::as_bool)
+            == Some(true)
+    {
+        return;
+    }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (k, v) in map {
+                if top && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => collect_unknown(v, s, &join(k), false, out),
+                    None => match additional {
+                        Some(a) if a.is_object() => collect_unknown(v, a, &join(k), false, out),
+                        Some(Value::Bool(true)) => {}
+                        _ => out.push(format!("unknown field \"{}\"", join(k))),
+                    },
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    collect_unknown(item, s, &format!("{path}[{i}]"), false, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The OpenAPI v3 document of one custom group-version: enough for kubectl's field-validation
+/// probe (PATCH operations with the GVK and `fieldValidation`) and for `kubectl explain`.
+pub fn openapi_document(group: &str, version: &str, types: &[Arc<CustomVersion>]) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    let reversed_group: Vec<&str> = group.split('.').rev().collect();
+    let schema_prefix = reversed_group.join(".");
+    for cv in types {
+        let rt = cv.rt;
+        let gvk = json!({"group": group, "version": version, "kind": rt.kind});
+        let schema_name = format!("{schema_prefix}.{version}.{}", rt.kind);
+        let reference = json!({"$ref": format!("#/components/schemas/{schema_name}")});
+        let params = json!([
+            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+        ]);
+        let op = |action: &str, verb: &str| {
+            json!({
+                "operationId": format!("{verb}{}", rt.kind),
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": params,
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
+            })
+        };
+        let base = if rt.namespaced {
+            format!(
+                "/apis/{group}/{version}/namespaces/{{namespace}}/{}",
+                rt.plural
+            )
+        } else {
+            format!("/apis/{group}/{version}/{}", rt.plural)
+        };
+        paths.insert(
+            base.clone(),
+            json!({"get": op("list", "list"), "post": op("post", "create")}),
+        );
+        let mut patch = op("patch", "patch");
+        patch["requestBody"] = json!({"content": {
+            "application/json-patch+json": {"schema": {"type": "object"}},
+            "application/merge-patch+json": {"schema": {"type": "object"}},
+            "application/apply-patch+yaml": {"schema": {"type": "object"}},
+        }});
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"get": op("get", "read"), "put": op("put", "replace"), "patch": patch, "delete": op("delete", "delete")}),
+        );
+        let mut schema = cv
+            .schema
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}));
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert("apiVersion".into(), json!({"type": "string",
+                "description": "APIVersion defines the versioned schema of this representation of an object."}));
+            props.insert("kind".into(), json!({"type": "string",
+                "description": "Kind is a string value representing the REST resource this object represents."}));
+            props.insert("metadata".into(), json!({"type": "object",
+                "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}));
+        }
+        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
+        schemas.insert(schema_name, schema);
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}

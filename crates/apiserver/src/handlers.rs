@@ -72,14 +72,13 @@ pub async fn dispatch(
         "/version" | "/version/" => return json_response(StatusCode::OK, &version_info()),
         _ => {}
     }
-    let authenticated = parts
+    let Some(identity) = parts
         .extensions
         .get::<Authenticated>()
-        .and_then(|a| a.0.as_ref())
-        .is_some();
-    if !authenticated {
+        .and_then(|a| a.0.clone())
+    else {
         return ApiError::Unauthorized.into_response();
-    }
+    };
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
@@ -91,7 +90,16 @@ pub async fn dispatch(
     };
     let result = async {
         let query = Query::parse(parts.uri.query())?;
-        route_request(&state, &parts.method, &path, &parts.headers, &query, &body).await
+        route_request(
+            &state,
+            &identity,
+            &parts.method,
+            &path,
+            &parts.headers,
+            &query,
+            &body,
+        )
+        .await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -99,6 +107,7 @@ pub async fn dispatch(
 
 async fn route_request(
     state: &Arc<ApiState>,
+    identity: &kubelab_pki::Identity,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -147,7 +156,9 @@ async fn route_request(
         Route::GroupVersion { group, version } => {
             get_only(discovery::resource_list(&types, &group, &version))
         }
-        Route::Resource(p) => resource_request(state, method, &p, headers, query, body).await,
+        Route::Resource(p) => {
+            resource_request(state, identity, method, &p, headers, query, body).await
+        }
     }
 }
 
@@ -184,6 +195,7 @@ fn list_options(rt: &ResourceType, query: &Query) -> ApiResult<ListOptions> {
 
 async fn resource_request(
     state: &Arc<ApiState>,
+    identity: &kubelab_pki::Identity,
     method: &Method,
     p: &ResourcePath,
     headers: &HeaderMap,
@@ -199,6 +211,9 @@ async fn resource_request(
     }
     if rt.namespaced && p.namespace.is_none() && p.name.is_some() {
         return Err(ApiError::NoRoute);
+    }
+    if rt.is_review() && (method != Method::POST || p.name.is_some()) {
+        return Err(ApiError::MethodNotAllowed);
     }
     let ns = p.namespace.as_deref();
     let output = negotiate(headers);
@@ -225,6 +240,13 @@ async fn resource_request(
             }
             Some(_) => Err(ApiError::NoRoute),
         },
+        (Method::POST, None) if rt.is_review() => {
+            let obj = request::decode_object(body, &request::content_type(headers))?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &review(rt, obj, identity)?,
+            ))
+        }
         (Method::POST, None) => {
             let content_type = request::content_type(headers);
             let obj = request::decode_object(body, &content_type)?;
@@ -684,17 +706,51 @@ fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
 
 /// `/openapi/v3` and `/openapi/v3/<group-version path>`.
 fn openapi(state: &ApiState, gv_path: &str) -> ApiResult<Response> {
+    let custom = custom_documents(state);
     if gv_path.is_empty() {
-        return Ok(json_response(StatusCode::OK, &state.openapi.index()));
+        let mut index = state.openapi.index();
+        for (path, (_, hash)) in &custom {
+            index["paths"][path.as_str()] =
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")});
+        }
+        return Ok(json_response(StatusCode::OK, &index));
     }
-    let (bytes, hash) = state.openapi.document(gv_path).ok_or(ApiError::NoRoute)?;
+    let gv_path = gv_path.trim_start_matches('/');
+    let (bytes, hash) = match state.openapi.document(gv_path) {
+        Some((bytes, hash)) => (bytes.to_vec(), hash.to_string()),
+        None => custom.get(gv_path).cloned().ok_or(ApiError::NoRoute)?,
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ETAG, format!("\"{hash}\""))
         .header(http::header::CACHE_CONTROL, "no-cache, private")
-        .body(axum::body::Body::from(bytes.to_vec()))
+        .body(axum::body::Body::from(bytes))
         .map_err(ApiError::internal)
+}
+
+/// The documents of custom group-versions, by index path (`apis/<group>/<version>`), with
+/// their hashes. Built on demand: they change whenever a CRD does.
+fn custom_documents(state: &ApiState) -> std::collections::BTreeMap<String, (Vec<u8>, String)> {
+    use sha2::Digest;
+    let mut by_gv: std::collections::BTreeMap<String, Vec<Arc<crate::custom::CustomVersion>>> =
+        Default::default();
+    for cv in state.registry.custom().all() {
+        by_gv
+            .entry(format!("apis/{}/{}", cv.rt.group, cv.rt.version))
+            .or_default()
+            .push(cv);
+    }
+    by_gv
+        .into_iter()
+        .map(|(path, types)| {
+            let doc =
+                crate::custom::openapi_document(types[0].rt.group, types[0].rt.version, &types);
+            let bytes = serde_json::to_vec(&doc).unwrap_or_default();
+            let hash = format!("{:X}", sha2::Sha512::digest(&bytes));
+            (path, (bytes, hash))
+        })
+        .collect()
 }
 
 /// The raw body when it is JSON (duplicate-field detection needs the bytes).
@@ -720,9 +776,12 @@ fn check_fields(
     if mode == "Ignore" {
         return Ok(Vec::new());
     }
-    let mut problems = state
-        .openapi
-        .unknown_fields(&rt.api_version(), rt.kind, obj);
+    let mut problems = match state.registry.custom().of(rt) {
+        Some(cv) => crate::custom::unknown_fields(&cv, obj),
+        None => state
+            .openapi
+            .unknown_fields(&rt.api_version(), rt.kind, obj),
+    };
     if let Some(raw) = raw_json {
         problems.extend(kubelab_openapi::duplicate_fields(raw));
     }
@@ -744,4 +803,31 @@ fn with_warnings(response: ApiResult<Response>, warnings: &[String]) -> ApiResul
         }
     }
     Ok(response)
+}
+
+/// Answer a create-only review. Every authenticated user may do everything until authorization
+/// lands, so access reviews are allowed; a self-subject review reports the caller.
+fn review(rt: &ResourceType, mut obj: Value, identity: &kubelab_pki::Identity) -> ApiResult<Value> {
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
+    if obj.get("metadata").is_none() {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"]["creationTimestamp"] = Value::Null;
+    let user_info = json!({"username": identity.user, "groups": identity.groups});
+    obj["status"] = match rt.kind {
+        "SelfSubjectReview" => json!({"userInfo": user_info}),
+        "TokenReview" => {
+            json!({"authenticated": false, "error": "token authentication is not enabled"})
+        }
+        "SelfSubjectRulesReview" => json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        }),
+        _ => {
+            json!({"allowed": true, "reason": "every authenticated user is allowed (authorization is not enabled)"})
+        }
+    };
+    Ok(obj)
 }

@@ -63,11 +63,18 @@ impl ResourceType {
 
     /// The verbs of the resource itself, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.group.is_empty() && self.plural == "namespaces" {
+        if self.is_review() {
+            CREATE_ONLY
+        } else if self.group.is_empty() && self.plural == "namespaces" {
             NAMESPACE_VERBS
         } else {
             ALL_VERBS
         }
+    }
+
+    /// A create-only review (authentication.k8s.io, authorization.k8s.io): answered, never stored.
+    pub fn is_review(&self) -> bool {
+        matches!(self.group, "authentication.k8s.io" | "authorization.k8s.io")
     }
 
     /// Whether `verb` is served on the resource itself.
@@ -469,6 +476,74 @@ static BUILTIN: &[ResourceType] = &[
         NONE,
         NO_SUBRESOURCES,
     ),
+    // authentication.k8s.io/v1 (create-only reviews, never stored)
+    rt(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+        NONE,
+        NONE,
+        NO_SUBRESOURCES,
+    ),
+    rt(
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        false,
+        NONE,
+        NONE,
+        NO_SUBRESOURCES,
+    ),
+    // authorization.k8s.io/v1 (create-only reviews, never stored)
+    rt(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+        NONE,
+        NONE,
+        NO_SUBRESOURCES,
+    ),
+    rt(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+        NONE,
+        NONE,
+        NO_SUBRESOURCES,
+    ),
+    rt(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+        NONE,
+        NONE,
+        NO_SUBRESOURCES,
+    ),
+    rt(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+        NONE,
+        NONE,
+        NO_SUBRESOURCES,
+    ),
     // autoscaling/v2
     rt(
         "autoscaling",
@@ -765,6 +840,8 @@ mod tests {
                 "",
                 "apps",
                 "events.k8s.io",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
                 "autoscaling",
                 "batch",
                 "networking.k8s.io",

@@ -120,7 +120,15 @@ pub(crate) fn validate_finalizers(finalizers: &[Value], path: &str, errs: &mut E
             errs.invalid_each(path, f, msgs);
             continue;
         }
-        if !f.contains('/') && !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {
+        if !f.contains('/')
+            && !matches!(
+                f,
+                "kubernetes"
+                    | "orphan"
+                    | "foregroundDeletion"
+                    | "customresourcecleanup.apiextensions.k8s.io"
+            )
+        {
             errs.invalid(
                 path,
                 &q(f),
