@@ -7,10 +7,17 @@
 //! `$deleteFromPrimitiveList/<field>` are honoured and never reach the result. [`builtin_meta`]
 //! carries the `patchStrategy` / `patchMergeKey` tags of the built-in kinds.
 //!
+//! It also does server-side apply (`application/apply-patch+yaml`, `kubectl apply
+//! --server-side`): [`apply`] merges an applied configuration by field ownership, with
+//! conflicts between managers, and [`track_update`] records ordinary writes, both in
+//! `metadata.managedFields` ([`fieldpath`] is the `FieldsV1` set of field paths). Upstream that
+//! is structured-merge-diff plus the apiserver's field manager; here the field shapes come
+//! from the same [`PatchMeta`].
+//!
 //! It is not a patch *generator* (no two- or three-way diff: kubectl computes patches), not JSON
-//! merge patch or JSON patch (the `json-patch` crate does those), not server-side apply, and it
-//! knows nothing about HTTP, storage or validation of the patched object. It never panics on
-//! input: malformed patches, type mismatches and over-deep nesting are [`PatchError`]s.
+//! merge patch or JSON patch (the `json-patch` crate does those), and it knows nothing about
+//! HTTP, storage or validation of the patched object. It never panics on input: malformed
+//! patches, type mismatches and over-deep nesting are [`PatchError`]s or [`ApplyError`]s.
 //!
 //! Deliberate differences from upstream, each making a malformed patch an error instead of a
 //! silently odd object: a map patched onto a list (or any container onto a different JSON type)
@@ -19,11 +26,17 @@
 //! accepted as the no-op it names; directives inside values that are added whole (new list
 //! elements, new fields) are applied and stripped, where upstream copies some of them verbatim.
 
+mod apply;
+pub mod fieldpath;
 mod merge;
 pub mod meta;
 
 use serde_json::{Map, Value};
 
+pub use apply::{
+    apply, track_status_update, track_update, ApplyError, ApplyOptions, Conflict,
+    LAST_APPLIED_ANNOTATION,
+};
 pub use merge::MAX_DEPTH;
 pub use meta::{builtin_meta, BuiltinMeta, FieldMeta, NoMeta, PatchMeta, Strategy};
 

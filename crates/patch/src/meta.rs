@@ -97,6 +97,12 @@ impl FieldMeta {
 /// "ports"]`. Fields the implementation knows nothing about answer [`FieldMeta::DEFAULT`].
 pub trait PatchMeta {
     fn field(&self, path: &[&str]) -> FieldMeta;
+
+    /// Whether the metadata describes a built-in kind, whose server-side apply schema also
+    /// has the facts the patch tags lack (lists keyed by several fields, atomic selectors).
+    fn is_builtin_kind(&self) -> bool {
+        false
+    }
 }
 
 /// Any `Fn(&[&str]) -> FieldMeta` is patch metadata (handy in tests and for CRD schemas).
@@ -142,6 +148,10 @@ impl BuiltinMeta {
 }
 
 impl PatchMeta for BuiltinMeta {
+    fn is_builtin_kind(&self) -> bool {
+        self.builtin
+    }
+
     fn field(&self, path: &[&str]) -> FieldMeta {
         self.fields
             .iter()
