@@ -43,6 +43,12 @@ pub enum ApiError {
     },
     #[error("{message}")]
     Gone { message: String },
+    /// Server-side apply conflicts: (field, message) per conflicting field.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     #[error("{kind} \"{name}\" is invalid: {}", summarize(.causes))]
     Invalid {
         group: String,
@@ -56,6 +62,8 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("{message}")]
     NotAcceptable { message: String },
+    #[error("{message}")]
+    TooManyRequests { message: String },
     #[error("Internal error occurred: {message}")]
     Internal { message: String },
 }
@@ -99,12 +107,15 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,12 +128,13 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Gone { .. } => "Expired",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::NotAcceptable { .. } => "NotAcceptable",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal { .. } => "InternalError",
         }
     }

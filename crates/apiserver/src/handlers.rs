@@ -247,10 +247,24 @@ async fn resource_request(
                 &review(rt, obj, identity)?,
             ))
         }
+        (Method::POST, Some(name))
+            if rt.group.is_empty()
+                && rt.plural == "pods"
+                && matches!(p.subresource.as_deref(), Some("binding" | "eviction")) =>
+        {
+            let obj = request::decode_object(body, &request::content_type(headers))?;
+            let ns = ns.ok_or(ApiError::NoRoute)?;
+            if p.subresource.as_deref() == Some("binding") {
+                bind_pod(reg, rt, ns, name, &obj, query.dry_run()?).await
+            } else {
+                evict_pod(reg, rt, ns, name, &obj).await
+            }
+        }
         (Method::POST, None) => {
             let content_type = request::content_type(headers);
-            let obj = request::decode_object(body, &content_type)?;
+            let mut obj = request::decode_object(body, &content_type)?;
             let warnings = check_fields(state, rt, &obj, json_body(body, &content_type), query)?;
+            FieldManager::new(query, headers, false)?.track(None, &mut obj);
             let created = reg.create(rt, ns, obj, query.dry_run()?).await?;
             with_warnings(
                 respond_object(reg, rt, StatusCode::CREATED, &created, output, query),
@@ -270,8 +284,15 @@ async fn resource_request(
                 return update_scale(reg, rt, ns, name, query, |_| Ok(desired.clone())).await;
             }
             check_writable_sub(rt, sub)?;
+            let fields = FieldManager::new(query, headers, false)?;
             let updated = reg
-                .update(rt, ns, name, sub, query.dry_run()?, |_| Ok(desired.clone()))
+                .update(rt, ns, name, sub, query.dry_run()?, |current| {
+                    let mut next = desired.clone();
+                    if sub.is_none() {
+                        fields.track(Some(current), &mut next);
+                    }
+                    Ok(next)
+                })
                 .await?;
             with_warnings(
                 respond_object(reg, rt, StatusCode::OK, &updated, output, query),
@@ -281,9 +302,14 @@ async fn resource_request(
         (Method::PATCH, Some(name)) => {
             let sub = p.subresource.as_deref();
             let patch = Patch::decode(&request::content_type(headers), body)?;
+            let fields = FieldManager::new(query, headers, patch.is_apply())?;
             if sub == Some("scale") && has_sub(rt, "scale") {
+                let scale_fields = FieldManager {
+                    track: false,
+                    ..fields.clone()
+                };
                 return update_scale(reg, rt, ns, name, query, |scale| {
-                    patch.apply(&without_resource_version(scale))
+                    patch.apply(Some(&without_resource_version(scale)), &scale_fields)
                 })
                 .await;
             }
@@ -292,7 +318,7 @@ async fn resource_request(
             let mut warnings = Vec::new();
             let result = reg
                 .update(rt, ns, name, sub, dry_run, |current| {
-                    let patched = patch.apply(&without_resource_version(current))?;
+                    let patched = patch.apply(Some(&without_resource_version(current)), &fields)?;
                     if sub.is_none() {
                         warnings = check_fields(state, rt, &patched, None, query)?;
                     }
@@ -301,7 +327,7 @@ async fn resource_request(
                 .await;
             let response = match result {
                 Err(ApiError::NotFound { .. }) if patch.is_apply() && sub.is_none() => {
-                    let obj = patch.apply(&json!({}))?;
+                    let obj = patch.apply(None, &fields)?;
                     warnings = check_fields(state, rt, &obj, None, query)?;
                     let created = reg.create(rt, ns, obj, dry_run).await?;
                     respond_object(reg, rt, StatusCode::CREATED, &created, output, query)
@@ -518,7 +544,17 @@ impl Patch {
         matches!(self, Patch::Apply(_))
     }
 
-    fn apply(&self, current: &Value) -> ApiResult<Value> {
+    /// Apply to `current` (None: the object doesn't exist; only server-side apply creates).
+    fn apply(&self, current: Option<&Value>, fields: &FieldManager) -> ApiResult<Value> {
+        if let Patch::Apply(config) = self {
+            let mut config = config.clone();
+            if let Some(m) = config.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            return fields.apply(current, &config);
+        }
+        let empty = json!({});
+        let current = current.unwrap_or(&empty);
         let mut doc = current.clone();
         match self {
             Patch::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
@@ -543,19 +579,14 @@ impl Patch {
                     ApiError::bad_request(format!("error applying strategic merge patch: {e}"))
                 })?;
             }
-            Patch::Apply(p) => {
-                let mut p = p.clone();
-                if let Some(m) = p.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
-                json_patch::merge(&mut doc, &p)
-            }
+            Patch::Apply(_) => {}
         }
         if !doc.is_object() {
             return Err(ApiError::bad_request(
                 "the patch made the object not a JSON object",
             ));
         }
+        fields.track(Some(current), &mut doc);
         Ok(doc)
     }
 }
@@ -830,4 +861,240 @@ fn review(rt: &ResourceType, mut obj: Value, identity: &kubelab_pki::Identity) -
         }
     };
     Ok(obj)
+}
+
+fn success_status(code: StatusCode) -> Response {
+    json_response(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code.as_u16()}),
+    )
+}
+
+/// `pods/binding`: assign a pod to a node, once.
+async fn bind_pod(
+    reg: &Registry,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    binding: &Value,
+    dry_run: bool,
+) -> ApiResult<Response> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            crate::registry::invalid(
+                rt,
+                name,
+                vec![kubelab_resources::validation::FieldError {
+                    reason: "FieldValueRequired",
+                    field: "target.name".into(),
+                    message: "Required value".into(),
+                }],
+            )
+        })?
+        .to_string();
+    reg.update(rt, Some(ns), name, None, dry_run, |pod| {
+        if crate::object::is_deleting(pod) {
+            return Err(ApiError::Conflict {
+                group: String::new(),
+                kind: "pods".into(),
+                name: name.into(),
+                message: format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+            });
+        }
+        if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            return Err(ApiError::Conflict {
+                group: String::new(),
+                kind: "pods".into(),
+                name: name.into(),
+                message: format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{current}\""),
+            });
+        }
+        let mut next = without_resource_version(pod);
+        next["spec"]["nodeName"] = json!(node);
+        Ok(next)
+    })
+    .await?;
+    // The scheduled condition is status, written separately like the upstream binding does.
+    reg.update(rt, Some(ns), name, Some("status"), dry_run, |pod| {
+        let mut next = without_resource_version(pod);
+        let mut conditions: Vec<Value> = pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+        conditions.push(
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+            "lastTransitionTime": crate::object::now_rfc3339()}),
+        );
+        next["status"]["conditions"] = json!(conditions);
+        Ok(next)
+    })
+    .await?;
+    Ok(success_status(StatusCode::CREATED))
+}
+
+/// `pods/eviction`: delete a pod unless a PodDisruptionBudget forbids it (429).
+async fn evict_pod(
+    reg: &Registry,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    eviction: &Value,
+) -> ApiResult<Response> {
+    let pod = reg.get(rt, Some(ns), name).await?;
+    let terminal = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !terminal {
+        if let Some(pdb_type) =
+            kubelab_resources::catalog::find("policy", "v1", "poddisruptionbudgets")
+        {
+            let pdbs = reg
+                .list(pdb_type, Some(ns), &ListOptions::default())
+                .await?;
+            let labels = crate::object::metadata(&pod)
+                .and_then(|m| m.get("labels"))
+                .and_then(Value::as_object);
+            for pdb in &pdbs.items {
+                let selects = pdb
+                    .pointer("/spec/selector")
+                    .and_then(|s| labels::from_label_selector_json(s).ok())
+                    .is_some_and(|s| !s.is_empty() && s.matches(labels));
+                if !selects {
+                    continue;
+                }
+                let allowed = pdb
+                    .pointer("/status/disruptionsAllowed")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if allowed <= 0 {
+                    return Err(ApiError::TooManyRequests {
+                        message: format!(
+                            "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
+                            crate::object::name(pdb),
+                            pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
+                            pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0),
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let mut opts = DeleteOptions::default();
+    if let Some(d) = eviction.get("deleteOptions") {
+        opts.grace_period_seconds = d.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.precondition_uid = d
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.precondition_resource_version = d
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.dry_run = d
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    }
+    reg.delete(rt, Some(ns), name, &opts).await?;
+    Ok(success_status(StatusCode::CREATED))
+}
+
+/// Who writes (`fieldManager`, or the user agent's program name) and how: managed fields are
+/// tracked for every write, and server-side apply merges by ownership.
+#[derive(Clone)]
+struct FieldManager {
+    manager: String,
+    force: bool,
+    track: bool,
+}
+
+impl FieldManager {
+    fn new(query: &Query, headers: &HeaderMap, apply: bool) -> ApiResult<Self> {
+        let manager = match query.non_empty("fieldManager") {
+            Some(m) => m.to_string(),
+            None if apply => {
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ))
+            }
+            None => headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown")
+                .to_string(),
+        };
+        if manager.len() > 128 {
+            return Err(ApiError::bad_request(
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ));
+        }
+        let force = match query.get("force") {
+            None | Some("" | "false") => false,
+            Some("true") if apply => true,
+            Some("true") => {
+                return Err(ApiError::bad_request(
+                    "force: Invalid value: true: may not be specified for non-apply patch",
+                ))
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "force: Invalid value: {other:?}: must be true or false"
+                )))
+            }
+        };
+        Ok(FieldManager {
+            manager,
+            force,
+            track: true,
+        })
+    }
+
+    fn meta(obj: &Value) -> kubelab_patch::BuiltinMeta {
+        kubelab_patch::builtin_meta(
+            obj.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+            obj.get("kind").and_then(Value::as_str).unwrap_or(""),
+        )
+    }
+
+    fn track(&self, old: Option<&Value>, new: &mut Value) {
+        if !self.track {
+            return;
+        }
+        let meta = Self::meta(new);
+        kubelab_patch::track_update(
+            old,
+            new,
+            &meta,
+            &self.manager,
+            &crate::object::now_rfc3339(),
+        );
+    }
+
+    fn apply(&self, live: Option<&Value>, config: &Value) -> ApiResult<Value> {
+        let meta = Self::meta(config);
+        let now = crate::object::now_rfc3339();
+        let opts = kubelab_patch::ApplyOptions {
+            manager: &self.manager,
+            force: self.force,
+            now: &now,
+        };
+        kubelab_patch::apply(live, config, &meta, &opts).map_err(|e| match e {
+            kubelab_patch::ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+                message: kubelab_patch::ApplyError::Conflicts(conflicts.clone()).to_string(),
+                causes: conflicts
+                    .into_iter()
+                    .map(|c| (c.field, c.message))
+                    .collect(),
+            },
+            other => ApiError::bad_request(other.to_string()),
+        })
+    }
 }
