@@ -24,6 +24,18 @@ pub struct ServerArgs {
     /// Address other nodes reach this server at (default: --bind, or 127.0.0.1 when binding all).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// Simulated nodes to run in this process (kwok-style: real Node objects, no containers).
+    #[arg(long, default_value_t = 0)]
+    fake_nodes: u32,
+    /// CPU capacity of each simulated node.
+    #[arg(long, default_value = "4")]
+    fake_node_cpu: String,
+    /// Memory capacity of each simulated node.
+    #[arg(long, default_value = "8Gi")]
+    fake_node_memory: String,
+    /// Pod capacity of each simulated node.
+    #[arg(long, default_value_t = 110)]
+    fake_node_pods: u32,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -45,6 +57,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.bind
         });
     let ca_pem = pki.ca.cert_pem.clone();
+    let ca_pair = pki.ca.clone();
     let clients: Vec<(&str, &str, CertPair)> = vec![
         ("admin.kubeconfig", "kubelab-admin", pki.admin.clone()),
         (
@@ -87,32 +100,86 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let controllers =
-        start_controllers(&args.data_dir.join("controller-manager.kubeconfig")).await?;
+    let controllers = tokio::spawn(kubelab_controllers::run_all(
+        client_for(
+            &server_url,
+            &ca_pem,
+            &ca_pair_client(&clients, "controller-manager.kubeconfig"),
+        )
+        .await?,
+        kubelab_controllers::Config {
+            root_ca_pem: ca_pem.clone(),
+            ..kubelab_controllers::Config::default()
+        },
+    ));
+    let scheduler = tokio::spawn(kubelab_scheduler::run(
+        client_for(
+            &server_url,
+            &ca_pem,
+            &ca_pair_client(&clients, "scheduler.kubeconfig"),
+        )
+        .await?,
+        kubelab_scheduler::Config::default(),
+    ));
+    let mut fake_nodes = Vec::new();
+    for i in 0..args.fake_nodes {
+        let name = format!("fake-node-{}", i + 1);
+        let cert = kubelab_pki::issue_client_cert(
+            &ca_pair,
+            &format!("system:node:{name}"),
+            &["system:nodes"],
+        )
+        .context("cannot issue a simulated node's certificate")?;
+        let client = client_for(&server_url, &ca_pem, &cert).await?;
+        let config = kubelab_agent::fake::FakeNodeConfig {
+            name,
+            cpu: args.fake_node_cpu.clone(),
+            memory: args.fake_node_memory.clone(),
+            pods: args.fake_node_pods,
+            node_ip: Ipv4Addr::new(172, 31, (i / 250) as u8, (i % 250 + 2) as u8),
+        };
+        fake_nodes.push(tokio::spawn(kubelab_agent::fake::run(client, config)));
+    }
     println!(
         "kubelab server ready at {server_url}; kubeconfig: {}",
         args.data_dir.join("admin.kubeconfig").display()
     );
     shutdown_signal().await;
+    for task in fake_nodes {
+        task.abort();
+    }
+    scheduler.abort();
     controllers.abort();
     running.task.abort();
     Ok(())
 }
 
-/// The in-process controllers, as API clients with the controller-manager credentials.
-async fn start_controllers(
-    kubeconfig: &std::path::Path,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("cannot read {}", kubeconfig.display()))?;
+fn ca_pair_client(clients: &[(&str, &str, CertPair)], file: &str) -> CertPair {
+    clients
+        .iter()
+        .find(|(f, _, _)| *f == file)
+        .map(|(_, _, c)| c.clone())
+        .expect("every component kubeconfig is in the list")
+}
+
+/// An API client of this server with the given client certificate (in-process components).
+async fn client_for(server: &str, ca_pem: &str, cert: &CertPair) -> anyhow::Result<kube::Client> {
+    let yaml = kubelab_pki::kubeconfig_yaml(&KubeconfigSpec {
+        cluster_name: "kubelab",
+        context_name: "kubelab",
+        user_name: "component",
+        server,
+        ca_pem,
+        client: cert,
+    })?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).context("invalid kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
-    .context("invalid controller-manager kubeconfig")?;
-    let client = kube::Client::try_from(config).context("cannot build the controllers' client")?;
-    Ok(tokio::spawn(kubelab_controllers::run_all(client)))
+    .context("invalid component kubeconfig")?;
+    kube::Client::try_from(config).context("cannot build an API client")
 }
 
 fn url_host(ip: IpAddr, port: u16) -> String {

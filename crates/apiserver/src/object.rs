@@ -51,12 +51,52 @@ pub fn from_kv_as(rt: &ResourceType, kv: &KeyValue) -> ApiResult<Value> {
     Ok(obj)
 }
 
+/// The stored form starts with `apiVersion`, `kind`, `metadata` (in that order), so that the
+/// first `"metadata":{` in the bytes is the object's own: [`write_with_resource_version`] relies
+/// on it.
 pub fn to_stored(obj: &Value) -> ApiResult<Vec<u8>> {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+    let Some(map) = obj.as_object() else {
+        return serde_json::to_vec(obj).map_err(ApiError::internal);
+    };
+    let mut ordered = Map::with_capacity(map.len());
+    for key in ["apiVersion", "kind", "metadata"] {
+        if let Some(v) = map.get(key) {
+            ordered.insert(key.to_string(), v.clone());
+        }
+    }
+    for (k, v) in map {
+        if !ordered.contains_key(k) {
+            ordered.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(meta) = ordered.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&obj).map_err(ApiError::internal)
+    serde_json::to_vec(&Value::Object(ordered)).map_err(ApiError::internal)
+}
+
+/// Append a stored object to `out` with its resourceVersion spliced in, without decoding it
+/// (the list fast path). False, with nothing written, when the bytes are not in stored form.
+pub fn write_with_resource_version(kv: &KeyValue, out: &mut Vec<u8>) -> bool {
+    const MARKER: &[u8] = b"\"metadata\":{";
+    let raw = &kv.value;
+    let head_ok = raw.starts_with(b"{\"apiVersion\":") || raw.starts_with(b"{\"kind\":");
+    let Some(pos) = head_ok
+        .then(|| raw.windows(MARKER.len()).position(|w| w == MARKER))
+        .flatten()
+    else {
+        return false;
+    };
+    let split = pos + MARKER.len();
+    out.extend_from_slice(&raw[..split]);
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
+    out.push(b'"');
+    if raw.get(split) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&raw[split..]);
+    true
 }
 
 pub fn set_resource_version(obj: &mut Value, rv: Revision) {
@@ -182,6 +222,31 @@ mod tests {
         let c = json!({"metadata": {"name": "a"}, "spec": {"x": 2}});
         assert!(spec_equal(&a, &b));
         assert!(!spec_equal(&a, &c));
+    }
+
+    #[test]
+    fn stored_form_splices_resource_version() {
+        let obj = json!({"data": {"x": "\"metadata\":{"}, "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "a", "resourceVersion": "3"}});
+        let kv = KeyValue {
+            key: "k".into(),
+            value: to_stored(&obj).unwrap(),
+            create_revision: 7,
+            mod_revision: 9,
+        };
+        let mut out = Vec::new();
+        assert!(write_with_resource_version(&kv, &mut out));
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, from_kv(&kv).unwrap());
+        assert_eq!(back["metadata"]["resourceVersion"], "9");
+        let empty_meta = KeyValue {
+            value: to_stored(&json!({"apiVersion": "v1", "kind": "X", "metadata": {}})).unwrap(),
+            ..kv
+        };
+        let mut out = Vec::new();
+        assert!(write_with_resource_version(&empty_meta, &mut out));
+        let back: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["metadata"]["resourceVersion"], "9");
     }
 
     #[test]

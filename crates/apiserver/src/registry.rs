@@ -187,6 +187,25 @@ impl Registry {
         })
     }
 
+    /// A list without selectors, as stored key-values (the fast path that never decodes).
+    pub async fn list_raw(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<(Vec<KeyValue>, Revision, Option<String>)> {
+        let prefix = object::collection_prefix(rt, ns);
+        let listed = self
+            .store
+            .list(&prefix, opts.continue_key.as_deref(), opts.limit)
+            .await?;
+        let token = match (listed.more, listed.items.last()) {
+            (true, Some(last)) => Some(encode_continue(listed.revision, &last.key)),
+            _ => None,
+        };
+        Ok((listed.items, listed.revision, token))
+    }
+
     /// Refuse content in a namespace that is missing or terminating.
     async fn check_namespace(
         &self,

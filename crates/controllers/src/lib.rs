@@ -2,7 +2,21 @@
 //! controller. They are ordinary API clients of the kubelab API server, authenticated with the
 //! controller-manager certificate; they never touch the store.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod replicaset;
+pub mod service_lb;
+pub mod serviceaccount;
+pub mod statefulset;
+pub mod volume;
 
 use std::time::Duration;
 
@@ -12,12 +26,62 @@ pub enum Error {
     Api(#[from] kube::Error),
     #[error("discovery failed: {0}")]
     Discovery(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Requeue delay after a failed reconcile.
 pub(crate) const ERROR_REQUEUE: Duration = Duration::from_secs(2);
 
-/// Run every controller until the client's server goes away for good.
-pub async fn run_all(client: kube::Client) {
-    namespace::run(client).await;
+/// Tunables of the controllers; every period is configurable so tests run in seconds.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A node without a heartbeat for this long turns Ready=Unknown (upstream 40 s).
+    pub node_monitor_grace_period: Duration,
+    /// Pod network the node IPAM carves per-node ranges from.
+    pub cluster_cidr: String,
+    /// Prefix length of each node's podCIDR.
+    pub node_cidr_mask_size: u8,
+    /// PEM of the cluster CA, published as the `kube-root-ca.crt` ConfigMap in every namespace.
+    pub root_ca_pem: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: Duration::from_secs(40),
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            root_ca_pem: String::new(),
+        }
+    }
+}
+
+/// What every controller gets: a client with the controller-manager identity and the config.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+}
+
+/// Run every controller until the process ends.
+pub async fn run_all(client: kube::Client, config: Config) {
+    let ctx = Context { client, config };
+    tokio::join!(
+        namespace::run(ctx.client.clone()),
+        deployment::run(ctx.clone()),
+        replicaset::run(ctx.clone()),
+        daemonset::run(ctx.clone()),
+        statefulset::run(ctx.clone()),
+        job::run(ctx.clone()),
+        cronjob::run(ctx.clone()),
+        garbage_collector::run(ctx.clone()),
+        endpoints::run(ctx.clone()),
+        serviceaccount::run(ctx.clone()),
+        volume::run(ctx.clone()),
+        disruption::run(ctx.clone()),
+        node_ipam::run(ctx.clone()),
+        node_lifecycle::run(ctx.clone()),
+        service_lb::run(ctx.clone()),
+    );
 }
