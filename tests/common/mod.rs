@@ -183,6 +183,7 @@ pub struct TestServer {
     dir: Option<tempfile::TempDir>,
     port: u16,
     bin: PathBuf,
+    extra_args: Vec<String>,
     child: Mutex<Option<Child>>,
     starts: AtomicUsize,
     runtime: Option<tokio::runtime::Runtime>,
@@ -194,7 +195,16 @@ impl TestServer {
         Self::start_with(kubelab_bin())
     }
 
+    /// Starts a server with extra `kubelab server` flags (e.g. `--fake-nodes 3`).
+    pub fn start_args(args: &[&str]) -> TestServer {
+        Self::start_full(kubelab_bin(), args)
+    }
+
     pub fn start_with(bin: PathBuf) -> TestServer {
+        Self::start_full(bin, &[])
+    }
+
+    fn start_full(bin: PathBuf, args: &[&str]) -> TestServer {
         let dir = tempfile::Builder::new()
             .prefix("kubelab-test-")
             .tempdir()
@@ -208,6 +218,7 @@ impl TestServer {
             dir: Some(dir),
             port: free_port(),
             bin,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             child: Mutex::new(None),
             starts: AtomicUsize::new(0),
             runtime: Some(runtime),
@@ -261,6 +272,7 @@ impl TestServer {
             .arg(self.port.to_string())
             .arg("--bind")
             .arg("127.0.0.1")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
