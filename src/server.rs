@@ -24,6 +24,12 @@ pub struct ServerArgs {
     /// Address other nodes reach this server at (default: --bind, or 127.0.0.1 when binding all).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// Range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// Simulated nodes to run in this process (kwok-style: real Node objects, no containers).
     #[arg(long, default_value_t = 0)]
     fake_nodes: u32,
@@ -82,6 +88,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         pki,
         store: Arc::new(store),
         advertise_address: advertise,
+        service_ranges: kubelab_apiserver::ServiceRanges::parse(
+            &args.service_cidr,
+            &args.service_node_port_range,
+        )
+        .map_err(anyhow::Error::msg)?,
     })
     .await?;
     let server_url = format!("https://{}", url_host(advertise, running.local_addr.port()));

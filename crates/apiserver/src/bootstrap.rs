@@ -12,8 +12,6 @@ use crate::registry::Registry;
 
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
-/// The first address of the default service range 10.96.0.0/12.
-pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
 fn resource(plural: &str) -> ApiResult<&'static ResourceType> {
     catalog::find("", "v1", plural)
@@ -49,7 +47,13 @@ async fn create_or_update(
     }
 }
 
-pub async fn ensure(reg: &Registry, advertise: IpAddr, port: u16) -> ApiResult<()> {
+pub async fn ensure(
+    reg: &Registry,
+    advertise: IpAddr,
+    port: u16,
+    service_ip: std::net::Ipv4Addr,
+) -> ApiResult<()> {
+    let service_ip = service_ip.to_string();
     let namespaces = resource("namespaces")?;
     for ns in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
@@ -65,8 +69,8 @@ pub async fn ensure(reg: &Registry, advertise: IpAddr, port: u16) -> ApiResult<(
         },
         "spec": {
             "type": "ClusterIP",
-            "clusterIP": KUBERNETES_SERVICE_IP,
-            "clusterIPs": [KUBERNETES_SERVICE_IP],
+            "clusterIP": service_ip,
+            "clusterIPs": [service_ip],
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
             "sessionAffinity": "None",
         },

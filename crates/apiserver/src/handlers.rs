@@ -514,6 +514,10 @@ fn delete_options(body: &[u8], content_type: &str, query: &Query) -> ApiResult<D
         }
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             check_propagation(p)?;
+            opts.propagation = Some(p.to_string());
+        }
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            opts.propagation.get_or_insert_with(|| "Orphan".into());
         }
     }
     if let Some(g) = query.int("gracePeriodSeconds")? {
@@ -521,6 +525,7 @@ fn delete_options(body: &[u8], content_type: &str, query: &Query) -> ApiResult<D
     }
     if let Some(p) = query.non_empty("propagationPolicy") {
         check_propagation(p)?;
+        opts.propagation = Some(p.to_string());
     }
     opts.dry_run |= query.dry_run()?;
     Ok(opts)

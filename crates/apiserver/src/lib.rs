@@ -6,6 +6,7 @@
 //! Per-kind knowledge (catalog, defaults, validation, table columns, selectors) lives in
 //! `kubelab_resources`; this crate has no per-kind handlers or tables.
 
+mod allocator;
 mod bootstrap;
 mod crd;
 mod custom;
@@ -20,6 +21,7 @@ mod server;
 mod table;
 mod watch;
 
+pub use allocator::ServiceRanges;
 pub use error::ApiError;
 pub use server::{start, RunningServer, ServeError, ServerConfig};
 

@@ -12,9 +12,13 @@ use kubelab_resources::validation::{self, FieldError, ValidationError};
 use kubelab_store::{KeyValue, Revision, Store};
 use serde_json::{json, Value};
 
+use crate::allocator::ServiceRanges;
 use crate::custom::CustomTypes;
 use crate::error::{ApiError, ApiResult};
 use crate::object::{self, conflict_modified, not_found};
+
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// How many times an unconditional write retries after losing an optimistic-concurrency race.
 const MAX_RETRIES: usize = 16;
@@ -22,6 +26,9 @@ const MAX_RETRIES: usize = 16;
 pub struct Registry {
     store: Arc<dyn Store>,
     custom: Arc<CustomTypes>,
+    service_ranges: ServiceRanges,
+    /// Serialises Service writes so two never take the same address or port.
+    service_lock: tokio::sync::Mutex<()>,
 }
 
 /// Filters and paging of a list or watch.
@@ -56,6 +63,8 @@ pub struct ListPage {
 #[derive(Default, Debug)]
 pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
+    /// Foreground, Background or Orphan (None: Background).
+    pub propagation: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
@@ -95,11 +104,40 @@ impl ListOptions {
 }
 
 impl Registry {
+    #[cfg(test)]
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_ranges(store, ServiceRanges::default())
+    }
+
+    pub fn with_ranges(store: Arc<dyn Store>, service_ranges: ServiceRanges) -> Self {
         Registry {
             store,
             custom: Arc::new(CustomTypes::default()),
+            service_ranges,
+            service_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn is_service(rt: &ResourceType) -> bool {
+        rt.group.is_empty() && rt.plural == "services"
+    }
+
+    /// Give a Service its ClusterIP and node ports (caller holds `service_lock`).
+    async fn allocate_service(&self, rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
+        let uid = object::meta_str(obj, "uid").unwrap_or("").to_string();
+        let listed = self
+            .store
+            .list(&object::resource_prefix(rt), None, 0)
+            .await?;
+        let others: Vec<Value> = listed
+            .items
+            .iter()
+            .filter_map(|kv| object::from_kv(kv).ok())
+            .filter(|o| object::meta_str(o, "uid").unwrap_or("") != uid)
+            .collect();
+        let name = object::name(obj).to_string();
+        crate::allocator::allocate(obj, &others, &self.service_ranges)
+            .map_err(|causes| invalid(rt, &name, causes))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -291,6 +329,14 @@ impl Registry {
         let display_name = object::name(&obj).to_string();
         self.check_namespace(rt, ns, &display_name).await?;
 
+        let _service_guard = if Self::is_service(rt) {
+            Some(self.service_lock.lock().await)
+        } else {
+            None
+        };
+        if Self::is_service(rt) {
+            self.allocate_service(rt, &mut obj).await?;
+        }
         for _attempt in 0..MAX_RETRIES {
             if !explicit_name {
                 let prefix = generate.clone().unwrap_or_default();
@@ -341,6 +387,11 @@ impl Registry {
     where
         F: FnMut(&Value) -> ApiResult<Value> + Send,
     {
+        let _service_guard = if Self::is_service(rt) {
+            Some(self.service_lock.lock().await)
+        } else {
+            None
+        };
         for _attempt in 0..MAX_RETRIES {
             let kv = self.get_kv(rt, ns, name).await?;
             let old = object::from_kv_as(rt, &kv)?;
@@ -374,6 +425,9 @@ impl Registry {
             };
             let mut new = new;
             self.admit_custom(rt, &mut new, name)?;
+            if Self::is_service(rt) && subresource.is_none() {
+                self.allocate_service(rt, &mut new).await?;
+            }
             run_validation(rt, &new, Some(&old), name)?;
             let write = decide(rt, &old, new);
             if dry_run {
@@ -465,6 +519,28 @@ impl Registry {
     ) -> Option<bool> {
         let now = object::now_rfc3339();
         let deleting = object::is_deleting(obj);
+        // Foreground and Orphan deletion hand the object to the garbage collector through a
+        // finalizer; it removes the finalizer once dependents are gone or released.
+        let gc_finalizer = match opts.propagation.as_deref() {
+            Some("Foreground") => Some(FOREGROUND_FINALIZER),
+            Some("Orphan") => Some(ORPHAN_FINALIZER),
+            _ => None,
+        };
+        if let Some(f) =
+            gc_finalizer.filter(|_| !(rt.plural == "namespaces" && rt.group.is_empty()))
+        {
+            let mut finalizers = object::finalizers(obj);
+            if !finalizers.iter().any(|x| x == f) {
+                finalizers.push(f.to_string());
+                if let Some(meta) = object::metadata_mut(obj) {
+                    meta.insert("finalizers".into(), json!(finalizers));
+                }
+                if !deleting {
+                    mark_deleting(obj, &now, 0);
+                }
+                return Some(true);
+            }
+        }
         if rt.plural == "namespaces" && rt.group.is_empty() {
             if namespace_finalized(obj) && object::finalizers(obj).is_empty() {
                 return None;

@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub store: Arc<dyn Store>,
     /// The address the `kubernetes` Service's Endpoints point at.
     pub advertise_address: IpAddr,
+    /// Service ClusterIP range and NodePort range.
+    pub service_ranges: crate::ServiceRanges,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +63,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let local_addr = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let registry = Arc::new(Registry::new(config.store));
-    crate::bootstrap::ensure(&registry, config.advertise_address, local_addr.port()).await?;
+    let registry = Arc::new(Registry::with_ranges(
+        config.store,
+        config.service_ranges.clone(),
+    ));
+    crate::bootstrap::ensure(
+        &registry,
+        config.advertise_address,
+        local_addr.port(),
+        config.service_ranges.first(),
+    )
+    .await?;
     let openapi = tokio::task::spawn_blocking(kubelab_openapi::OpenApi::build)
         .await
         .map_err(|e| ServeError::Bootstrap(crate::ApiError::internal(e)))??;
