@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use kubelab_controllers::leader::{LeaderElection, Timing};
 use kubelab_pki::{CertPair, KubeconfigSpec};
 
 #[derive(clap::Args)]
@@ -30,6 +31,9 @@ pub struct ServerArgs {
     /// Range NodePorts are allocated from.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Seconds without a node heartbeat before the node is marked Unknown.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
     /// Simulated nodes to run in this process (kwok-style: real Node objects, no containers).
     #[arg(long, default_value_t = 0)]
     fake_nodes: u32,
@@ -111,27 +115,51 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let controllers = tokio::spawn(kubelab_controllers::run_all(
-        client_for(
-            &server_url,
-            &ca_pem,
-            &ca_pair_client(&clients, "controller-manager.kubeconfig"),
+    // Controllers and scheduler run only while this process holds their leases, so several
+    // servers on one store never both act.
+    let identity = format!("{host_name}_{}", std::process::id());
+    let controller_client = client_for(
+        &server_url,
+        &ca_pem,
+        &ca_pair_client(&clients, "controller-manager.kubeconfig"),
+    )
+    .await?;
+    let controller_config = kubelab_controllers::Config {
+        root_ca_pem: ca_pem.clone(),
+        node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        ..kubelab_controllers::Config::default()
+    };
+    let controllers = tokio::spawn(
+        LeaderElection::new(
+            controller_client.clone(),
+            "kube-controller-manager",
+            &identity,
+            Timing::default(),
         )
-        .await?,
-        kubelab_controllers::Config {
-            root_ca_pem: ca_pem.clone(),
-            ..kubelab_controllers::Config::default()
-        },
-    ));
-    let scheduler = tokio::spawn(kubelab_scheduler::run(
-        client_for(
-            &server_url,
-            &ca_pem,
-            &ca_pair_client(&clients, "scheduler.kubeconfig"),
+        .run(move || {
+            kubelab_controllers::run_all(controller_client.clone(), controller_config.clone())
+        }),
+    );
+    let scheduler_client = client_for(
+        &server_url,
+        &ca_pem,
+        &ca_pair_client(&clients, "scheduler.kubeconfig"),
+    )
+    .await?;
+    let scheduler = tokio::spawn(
+        LeaderElection::new(
+            scheduler_client.clone(),
+            "kube-scheduler",
+            &identity,
+            Timing::default(),
         )
-        .await?,
-        kubelab_scheduler::Config::default(),
-    ));
+        .run(move || {
+            kubelab_scheduler::run(
+                scheduler_client.clone(),
+                kubelab_scheduler::Config::default(),
+            )
+        }),
+    );
     let mut fake_nodes = Vec::new();
     for i in 0..args.fake_nodes {
         let name = format!("fake-node-{}", i + 1);

@@ -9,6 +9,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod job;
+pub mod leader;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
