@@ -124,7 +124,10 @@ impl Registry {
 
     /// Give a Service its ClusterIP and node ports (caller holds `service_lock`).
     async fn allocate_service(&self, rt: &ResourceType, obj: &mut Value) -> ApiResult<()> {
-        let uid = object::meta_str(obj, "uid").unwrap_or("").to_string();
+        // The Service itself (same namespace and name) is not an "other": on update it keeps
+        // its own allocations, and a create of an existing name fails as AlreadyExists.
+        let ns = object::meta_str(obj, "namespace").unwrap_or("");
+        let key = object::object_key(rt, Some(ns), object::name(obj));
         let listed = self
             .store
             .list(&object::resource_prefix(rt), None, 0)
@@ -132,8 +135,8 @@ impl Registry {
         let others: Vec<Value> = listed
             .items
             .iter()
+            .filter(|kv| kv.key != key)
             .filter_map(|kv| object::from_kv(kv).ok())
-            .filter(|o| object::meta_str(o, "uid").unwrap_or("") != uid)
             .collect();
         let name = object::name(obj).to_string();
         crate::allocator::allocate(obj, &others, &self.service_ranges)
@@ -1084,6 +1087,44 @@ mod tests {
             reg.get(nss, None, "other").await,
             Err(ApiError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn services_get_unique_addresses_and_keep_them() {
+        let reg = registry().await;
+        let svcs = rt("", "services");
+        let svc = |name: &str, ip: &str| json!({"metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+        reg.create(svcs, Some("default"), svc("k", "10.96.0.1"), false)
+            .await
+            .unwrap();
+        // Creating the same Service again is AlreadyExists, not an address clash.
+        let err = reg
+            .create(svcs, Some("default"), svc("k", "10.96.0.1"), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::AlreadyExists { .. }), "{err:?}");
+        let err = reg
+            .create(svcs, Some("default"), svc("other", "10.96.0.1"), false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("already allocated"), "{err}");
+        let a = reg
+            .create(svcs, Some("default"), svc("a", ""), false)
+            .await
+            .unwrap();
+        let updated = reg
+            .update(svcs, Some("default"), "a", None, false, |cur| {
+                let mut n = cur.clone();
+                n["metadata"]["labels"] = json!({"x": "y"});
+                n["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("resourceVersion");
+                Ok(n)
+            })
+            .await
+            .unwrap();
+        assert_eq!(a["spec"]["clusterIP"], updated["spec"]["clusterIP"]);
     }
 
     #[tokio::test]

@@ -38,7 +38,10 @@ fn index_lists_every_catalog_group_version() {
 /// GVK does (kubectl stops at the first one it finds, in random order).
 #[test]
 fn every_kind_has_patch_with_field_validation() {
-    for rt in catalog::builtin().iter().filter(|rt| rt.supports_verb("patch")) {
+    for rt in catalog::builtin()
+        .iter()
+        .filter(|rt| rt.supports_verb("patch"))
+    {
         let doc = document(&gv_path(rt.group, rt.version));
         let gvk = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
         let mut found = 0;
