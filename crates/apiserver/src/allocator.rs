@@ -289,7 +289,7 @@ mod tests {
             "10.96.0.10",
             json!([{"port": 53, "nodePort": 30053}]),
         );
-        let errs = allocate(&mut dup, &[taken.clone()], &ranges).unwrap_err();
+        let errs = allocate(&mut dup, std::slice::from_ref(&taken), &ranges).unwrap_err();
         assert_eq!(errs.len(), 2);
         assert!(errs.iter().all(|e| e.message.contains("already allocated")));
         let mut outside = svc("ClusterIP", "192.168.0.1", json!([]));

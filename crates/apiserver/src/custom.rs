@@ -694,81 +694,6 @@ pub fn table_cells(cv: &CustomVersion, obj: &Value, now: jiff::Timestamp) -> Vec
     cells
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn crd() -> Value {
-        json!({
-            "metadata": {"name": "widgets.example.com"},
-            "spec": {
-                "group": "example.com",
-                "scope": "Namespaced",
-                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
-                "versions": [{
-                    "name": "v1", "served": true, "storage": true,
-                    "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}},
-                    "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
-                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                        "spec": {"type": "object", "required": ["size"], "properties": {
-                            "size": {"type": "integer", "minimum": 1},
-                            "color": {"type": "string", "default": "blue", "enum": ["blue", "red"]}
-                        }},
-                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                    }}}
-                }]
-            }
-        })
-    }
-
-    #[test]
-    fn versions_describe_the_type() {
-        let vs = versions_of(&crd());
-        assert_eq!(vs.len(), 1);
-        let v = &vs[0];
-        assert_eq!(v.rt.kind, "Widget");
-        assert_eq!(v.rt.short_names, &["wd"]);
-        assert!(v.rt.has_status());
-        assert_eq!(v.scale.as_ref().unwrap().spec_replicas, "/spec/size");
-        // Interning hands out the same descriptor again.
-        let again = versions_of(&crd());
-        assert!(std::ptr::eq(v.rt, again[0].rt));
-    }
-
-    #[test]
-    fn admission_defaults_prunes_and_validates() {
-        let v = &versions_of(&crd())[0];
-        let mut ok = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
-            "spec": {"size": 2, "extra": 1}, "junk": true});
-        assert!(v.admit(&mut ok).is_empty());
-        assert_eq!(ok["spec"]["color"], "blue");
-        assert!(ok["spec"].get("extra").is_none());
-        assert!(ok.get("junk").is_none());
-        let mut bad = json!({"spec": {"size": "big", "color": "green"}});
-        let errs = v.admit(&mut bad);
-        assert!(errs.iter().any(|e| e.field == "spec.size"), "{errs:?}");
-        assert!(errs.iter().any(|e| e.field == "spec.color"), "{errs:?}");
-        let mut missing = json!({"spec": {}});
-        let errs = v.admit(&mut missing);
-        assert!(errs
-            .iter()
-            .any(|e| e.field == "spec.size" && e.reason == "FieldValueRequired"));
-    }
-
-    #[test]
-    fn printer_columns_render() {
-        let v = &versions_of(&crd())[0];
-        let cols = table_columns(v);
-        assert_eq!(cols[1]["name"], "Size");
-        let cells = table_cells(
-            v,
-            &json!({"metadata": {"name": "a"}, "spec": {"size": 3}}),
-            jiff::Timestamp::now(),
-        );
-        assert_eq!(cells, vec![json!("a"), json!(3)]);
-    }
-}
-
 /// Fields of `obj` that the schema would prune, as strict-decoding messages
 /// (`unknown field "spec.colour"`).
 pub fn unknown_fields(cv: &CustomVersion, obj: &Value) -> Vec<String> {
@@ -897,4 +822,79 @@ pub fn openapi_document(group: &str, version: &str, types: &[Arc<CustomVersion>]
         "paths": paths,
         "components": {"schemas": schemas},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd() -> Value {
+        json!({
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}},
+                    "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object", "required": ["size"], "properties": {
+                            "size": {"type": "integer", "minimum": 1},
+                            "color": {"type": "string", "default": "blue", "enum": ["blue", "red"]}
+                        }},
+                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                    }}}
+                }]
+            }
+        })
+    }
+
+    #[test]
+    fn versions_describe_the_type() {
+        let vs = versions_of(&crd());
+        assert_eq!(vs.len(), 1);
+        let v = &vs[0];
+        assert_eq!(v.rt.kind, "Widget");
+        assert_eq!(v.rt.short_names, &["wd"]);
+        assert!(v.rt.has_status());
+        assert_eq!(v.scale.as_ref().unwrap().spec_replicas, "/spec/size");
+        // Interning hands out the same descriptor again.
+        let again = versions_of(&crd());
+        assert!(std::ptr::eq(v.rt, again[0].rt));
+    }
+
+    #[test]
+    fn admission_defaults_prunes_and_validates() {
+        let v = &versions_of(&crd())[0];
+        let mut ok = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+            "spec": {"size": 2, "extra": 1}, "junk": true});
+        assert!(v.admit(&mut ok).is_empty());
+        assert_eq!(ok["spec"]["color"], "blue");
+        assert!(ok["spec"].get("extra").is_none());
+        assert!(ok.get("junk").is_none());
+        let mut bad = json!({"spec": {"size": "big", "color": "green"}});
+        let errs = v.admit(&mut bad);
+        assert!(errs.iter().any(|e| e.field == "spec.size"), "{errs:?}");
+        assert!(errs.iter().any(|e| e.field == "spec.color"), "{errs:?}");
+        let mut missing = json!({"spec": {}});
+        let errs = v.admit(&mut missing);
+        assert!(errs
+            .iter()
+            .any(|e| e.field == "spec.size" && e.reason == "FieldValueRequired"));
+    }
+
+    #[test]
+    fn printer_columns_render() {
+        let v = &versions_of(&crd())[0];
+        let cols = table_columns(v);
+        assert_eq!(cols[1]["name"], "Size");
+        let cells = table_cells(
+            v,
+            &json!({"metadata": {"name": "a"}, "spec": {"size": 3}}),
+            jiff::Timestamp::now(),
+        );
+        assert_eq!(cells, vec![json!("a"), json!(3)]);
+    }
 }

@@ -626,11 +626,18 @@ fn decide(rt: &ResourceType, old: &Value, new: Value) -> Write {
             return Write::Delete(new);
         }
     }
+    // A write that changes nothing but managedFields timestamps is no write at all (upstream's
+    // IgnoreManagedFieldsTimestampsTransformer): the resourceVersion stays.
     let mut a = old.clone();
     let mut b = new.clone();
     for v in [&mut a, &mut b] {
         if let Some(m) = object::metadata_mut(v) {
             m.remove("resourceVersion");
+            if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
+                for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    e.remove("time");
+                }
+            }
         }
     }
     if a == b {
@@ -919,8 +926,7 @@ mod tests {
     use kubelab_store::MemoryStore;
 
     fn rt(group: &str, plural: &str) -> &'static ResourceType {
-        let version = if group.is_empty() { "v1" } else { "v1" };
-        catalog::find(group, version, plural).unwrap()
+        catalog::find(group, "v1", plural).unwrap()
     }
 
     async fn registry() -> Registry {
@@ -1125,6 +1131,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(a["spec"]["clusterIP"], updated["spec"]["clusterIP"]);
+    }
+
+    #[tokio::test]
+    async fn timestamp_only_changes_are_not_written() {
+        let reg = registry().await;
+        let cms = rt("", "configmaps");
+        let mut body = cm("t");
+        body["metadata"]["managedFields"] = json!([{"manager": "m", "operation": "Update",
+            "time": "2020-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}]);
+        let created = reg.create(cms, Some("default"), body, false).await.unwrap();
+        let same = reg
+            .update(cms, Some("default"), "t", None, false, |cur| {
+                let mut n = cur.clone();
+                n["metadata"]["managedFields"][0]["time"] = json!("2030-01-01T00:00:00Z");
+                Ok(n)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            created["metadata"]["resourceVersion"],
+            same["metadata"]["resourceVersion"]
+        );
     }
 
     #[tokio::test]

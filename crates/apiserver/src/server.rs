@@ -119,7 +119,14 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Ro
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|der| kubelab_pki::identity_from_der(der.as_ref()).ok());
+                .and_then(|der| kubelab_pki::identity_from_der(der.as_ref()).ok())
+                .map(|mut id| {
+                    // Every authenticated user is in system:authenticated, as upstream.
+                    if !id.groups.iter().any(|g| g == "system:authenticated") {
+                        id.groups.push("system:authenticated".into());
+                    }
+                    id
+                });
             let auth = Authenticated(identity);
             let service = app.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(auth.clone());
