@@ -1,6 +1,7 @@
 //! `kubelab`: one multi-call binary. Host verbs manage clusters; node verbs (`server`, `agent`)
 //! run the control plane and node agents.
 
+mod controller_manager;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a control-plane node: the API server on an embedded SQLite store.
     Server(server::ServerArgs),
+    /// Run the controllers out of process (leader-elected with any other candidate).
+    ControllerManager(controller_manager::ControllerManagerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::ControllerManager(args) => controller_manager::run(args).await,
         }
     });
     match result {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use kubelab_controllers::leader::{LeaderElection, Timing};
+use kubelab_controllers::leader::LeaderElection;
 use kubelab_pki::{CertPair, KubeconfigSpec};
 
 #[derive(clap::Args)]
@@ -31,6 +31,12 @@ pub struct ServerArgs {
     /// Range NodePorts are allocated from.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Do not run the controllers in this process (run `kubelab controller-manager` instead).
+    #[arg(long)]
+    disable_controllers: bool,
+    /// Seconds a leader lease (controller manager, scheduler) lasts without renewal.
+    #[arg(long, default_value_t = 15)]
+    leader_elect_lease_duration: u64,
     /// Seconds without a node heartbeat before the node is marked Unknown.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
@@ -117,7 +123,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     // Controllers and scheduler run only while this process holds their leases, so several
     // servers on one store never both act.
-    let identity = format!("{host_name}_{}", std::process::id());
+    let identity = crate::controller_manager::default_identity();
     let controller_client = client_for(
         &server_url,
         &ca_pem,
@@ -129,17 +135,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         ..kubelab_controllers::Config::default()
     };
-    let controllers = tokio::spawn(
-        LeaderElection::new(
-            controller_client.clone(),
-            "kube-controller-manager",
+    let controllers = (!args.disable_controllers).then(|| {
+        crate::controller_manager::spawn_controllers(
+            controller_client,
+            controller_config,
             &identity,
-            Timing::default(),
+            crate::controller_manager::timing(args.leader_elect_lease_duration),
         )
-        .run(move || {
-            kubelab_controllers::run_all(controller_client.clone(), controller_config.clone())
-        }),
-    );
+    });
     let scheduler_client = client_for(
         &server_url,
         &ca_pem,
@@ -151,7 +154,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             scheduler_client.clone(),
             "kube-scheduler",
             &identity,
-            Timing::default(),
+            crate::controller_manager::timing(args.leader_elect_lease_duration),
         )
         .run(move || {
             kubelab_scheduler::run(
@@ -188,7 +191,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         task.abort();
     }
     scheduler.abort();
-    controllers.abort();
+    if let Some(c) = controllers {
+        c.abort();
+    }
     running.task.abort();
     Ok(())
 }
@@ -237,7 +242,7 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
