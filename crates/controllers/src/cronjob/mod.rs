@@ -320,8 +320,9 @@ impl Sync<'_> {
         remove_from_active(cj, job.uid().as_deref().unwrap_or(""));
         self.state
             .events
-            .normal(
+            .normal_about(
                 &self.reference,
+                job.object_ref(&()),
                 "SuccessfulDelete",
                 format!("Deleted job {}", job.name_any()),
             )
@@ -357,8 +358,9 @@ impl Sync<'_> {
                 remove_from_active(cj, &uid);
                 self.state
                     .events
-                    .normal(
+                    .normal_about(
                         &self.reference,
+                        job.object_ref(&()),
                         "SawCompletedJob",
                         format!(
                             "Saw completed job: {}, condition: {}",
@@ -568,8 +570,9 @@ impl Sync<'_> {
             Ok(job) => {
                 self.state
                     .events
-                    .normal(
+                    .normal_about(
                         &self.reference,
+                        job.object_ref(&()),
                         "SuccessfulCreate",
                         format!("Created job {name}"),
                     )

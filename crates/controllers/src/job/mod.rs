@@ -855,8 +855,9 @@ impl<'a> Sync<'a> {
                         created += 1;
                         self.state
                             .events
-                            .normal(
+                            .normal_about(
                                 &self.reference,
+                                pod.object_ref(&()),
                                 "SuccessfulCreate",
                                 format!("Created pod: {}", pod.name_any()),
                             )
@@ -963,8 +964,9 @@ impl<'a> Sync<'a> {
                     if existed {
                         self.state
                             .events
-                            .normal(
+                            .normal_about(
                                 &self.reference,
+                                pod.object_ref(&()),
                                 "SuccessfulDelete",
                                 format!("Deleted pod: {}", pod.name_any()),
                             )

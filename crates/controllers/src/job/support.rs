@@ -26,18 +26,33 @@ impl Events {
     }
 
     pub(crate) async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, EventType::Normal, reason, note)
+        self.publish(regarding, None, EventType::Normal, reason, note)
             .await;
     }
 
     pub(crate) async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, EventType::Warning, reason, note)
+        self.publish(regarding, None, EventType::Warning, reason, note)
+            .await;
+    }
+
+    /// An event about `regarding` that concerns `related` too (a pod the Job created, a Job the
+    /// CronJob deleted). Events are aggregated per (regarding, related, reason), so naming the
+    /// related object keeps one event per pod or Job instead of a series with the first note.
+    pub(crate) async fn normal_about(
+        &self,
+        regarding: &ObjectReference,
+        related: ObjectReference,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish(regarding, Some(related), EventType::Normal, reason, note)
             .await;
     }
 
     async fn publish(
         &self,
         regarding: &ObjectReference,
+        related: Option<ObjectReference>,
         type_: EventType,
         reason: &str,
         note: String,
@@ -47,7 +62,7 @@ impl Events {
             reason: reason.to_string(),
             note: Some(note),
             action: reason.to_string(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::debug!(error = %e, reason, "cannot publish event");
