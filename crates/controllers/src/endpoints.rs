@@ -74,7 +74,10 @@ pub async fn run(ctx: Context) {
 
     let service_events = reflector::reflector(
         services_writer,
-        watcher::watcher(Api::<Service>::all(client.clone()), watcher::Config::default()),
+        watcher::watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff();
     let service_triggers = {
@@ -224,9 +227,13 @@ fn service_deleted(state: &Arc<State>, svc: &Service) {
     tokio::spawn(async move {
         let api: Api<Endpoints> = Api::namespaced(client, &ns);
         match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => tracing::debug!(namespace = %ns, service = %name, "deleted Endpoints of a deleted Service"),
+            Ok(_) => {
+                tracing::debug!(namespace = %ns, service = %name, "deleted Endpoints of a deleted Service")
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!(namespace = %ns, service = %name, error = %e, "cannot delete Endpoints"),
+            Err(e) => {
+                tracing::warn!(namespace = %ns, service = %name, error = %e, "cannot delete Endpoints")
+            }
         }
     });
 }
@@ -246,9 +253,13 @@ async fn remove_leftover_endpoints(
         let ns = svc.namespace.clone().unwrap_or_default();
         let api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
         match api.delete(&svc.name, &DeleteParams::default()).await {
-            Ok(_) => tracing::info!(namespace = %ns, name = %svc.name, "deleted leftover Endpoints"),
+            Ok(_) => {
+                tracing::info!(namespace = %ns, name = %svc.name, "deleted leftover Endpoints")
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!(namespace = %ns, name = %svc.name, error = %e, "cannot delete leftover Endpoints"),
+            Err(e) => {
+                tracing::warn!(namespace = %ns, name = %svc.name, error = %e, "cannot delete leftover Endpoints")
+            }
         }
     }
 }
@@ -398,7 +409,10 @@ async fn sync_endpoints(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Resu
     let Some(current) = current else {
         let mut annotations = BTreeMap::new();
         if truncated {
-            annotations.insert(OVER_CAPACITY_ANNOTATION.to_string(), "truncated".to_string());
+            annotations.insert(
+                OVER_CAPACITY_ANNOTATION.to_string(),
+                "truncated".to_string(),
+            );
         }
         let ep = Endpoints {
             metadata: ObjectMeta {
@@ -698,7 +712,10 @@ async fn mirror_kubernetes(state: &State) -> Result<(), Error> {
             next.address_type = "IPv4".into();
             next.endpoints = endpoints;
             next.ports = desired_ports;
-            match api.replace("kubernetes", &PostParams::default(), &next).await {
+            match api
+                .replace("kubernetes", &PostParams::default(), &next)
+                .await
+            {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
                 Err(e) => Err(e.into()),
@@ -752,7 +769,9 @@ impl SliceTracker {
             if at.elapsed() > TRACKER_PATIENCE {
                 return false;
             }
-            let found = in_store.iter().find(|s| s.metadata.name.as_deref() == Some(name));
+            let found = in_store
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(name));
             match (expect, found) {
                 (Expect::Generation(g), Some(s)) if s.metadata.generation.unwrap_or(0) >= *g => {
                     false

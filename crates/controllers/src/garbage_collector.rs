@@ -28,7 +28,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PartialObjectMeta,
+    Api, ApiResource, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams,
     Preconditions, PropagationPolicy,
 };
 use kube::discovery::{verbs, Discovery, Scope};
@@ -157,15 +157,15 @@ pub async fn run(ctx: Context) {
                     keep
                 });
                 for (key, info) in deletable {
-                    if !monitors.contains_key(&key) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = monitors.entry(key) {
+                        let key = slot.key().clone();
                         tracing::debug!(resource = %key, "garbage collector watches");
-                        let task = tokio::spawn(monitor(
+                        slot.insert(tokio::spawn(monitor(
                             gc.client.clone(),
                             info,
-                            key.clone(),
+                            key,
                             events_tx.clone(),
-                        ));
-                        monitors.insert(key, task);
+                        )));
                     }
                 }
                 tokio::time::sleep(DISCOVERY_PERIOD).await;
@@ -396,11 +396,7 @@ impl GarbageCollector {
 
     /// The live metadata of `id`, None when absent (404 or another uid under that name).
     async fn get_live(&self, info: &KindInfo, id: &Identity) -> Result<Option<Meta>, Error> {
-        match self
-            .api(info, id.namespace.as_deref())
-            .get(&id.name)
-            .await
-        {
+        match self.api(info, id.namespace.as_deref()).get(&id.name).await {
             Ok(obj) if obj.metadata.uid.as_deref() == Some(id.uid.as_str()) => Ok(Some(obj)),
             Ok(_) => Ok(None),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
@@ -452,7 +448,9 @@ impl GarbageCollector {
             return Ok(Outcome::Done);
         };
         if node.deleting_dependents {
-            return self.process_deleting_dependents(&info, &node, &latest).await;
+            return self
+                .process_deleting_dependents(&info, &node, &latest)
+                .await;
         }
         let references = latest.metadata.owner_references.clone().unwrap_or_default();
         if references.is_empty() {
@@ -521,7 +519,8 @@ impl GarbageCollector {
                 self.patch_meta(&info, id, &latest, json!({"ownerReferences": unblocked}))
                     .await?;
             }
-            self.delete(&info, id, PropagationPolicy::Foreground).await?;
+            self.delete(&info, id, PropagationPolicy::Foreground)
+                .await?;
             return Ok(Outcome::Done);
         }
         let finalizers = latest.finalizers();
@@ -565,8 +564,7 @@ impl GarbageCollector {
         let Some(node) = self.node(uid) else {
             return Ok(Outcome::Done);
         };
-        let Some(owner_info) = self.resolve(&node.identity.api_version, &node.identity.kind)
-        else {
+        let Some(owner_info) = self.resolve(&node.identity.api_version, &node.identity.kind) else {
             return Ok(Outcome::RetryAfter(UNKNOWN_KIND_RETRY));
         };
         for dependent in &node.dependents {
@@ -587,8 +585,13 @@ impl GarbageCollector {
                 .iter()
                 .filter(|r| r.uid != uid)
                 .collect();
-            self.patch_meta(&info, &dep.identity, &latest, json!({"ownerReferences": kept}))
-                .await?;
+            self.patch_meta(
+                &info,
+                &dep.identity,
+                &latest,
+                json!({"ownerReferences": kept}),
+            )
+            .await?;
         }
         let Some(latest) = self.get_live(&owner_info, &node.identity).await? else {
             return Ok(Outcome::Done);
@@ -629,8 +632,9 @@ impl GarbageCollector {
                 self.remember_absent(&reference.uid, owner.namespace.as_deref());
                 Ok(OwnerState::Absent)
             }
-            Some(o) if o.metadata.deletion_timestamp.is_some()
-                && o.finalizers().iter().any(|f| f == FOREGROUND_FINALIZER) =>
+            Some(o)
+                if o.metadata.deletion_timestamp.is_some()
+                    && o.finalizers().iter().any(|f| f == FOREGROUND_FINALIZER) =>
             {
                 Ok(OwnerState::DeletingDependents)
             }

@@ -107,13 +107,21 @@ async fn reconcile(svc: Arc<Service>, state: Arc<State>) -> Result<Action, Error
             )
             .await
         {
-            Ok(_) => tracing::info!(namespace = %ns, service = %name, "added load balancer cleanup finalizer"),
+            Ok(_) => {
+                tracing::info!(namespace = %ns, service = %name, "added load balancer cleanup finalizer")
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
         return Ok(Action::await_change());
     }
-    publish(&state, &reference, "DeletingLoadBalancer", "Deleting load balancer").await;
+    publish(
+        &state,
+        &reference,
+        "DeletingLoadBalancer",
+        "Deleting load balancer",
+    )
+    .await;
     if has_ingress(&svc) {
         let clear = json!({"status": {"loadBalancer": {"ingress": null}}});
         match api
@@ -149,7 +157,13 @@ async fn reconcile(svc: Arc<Service>, state: Arc<State>) -> Result<Action, Error
         Err(e) => return Err(e.into()),
     }
     tracing::info!(namespace = %ns, service = %name, "load balancer cleaned up");
-    publish(&state, &reference, "DeletedLoadBalancer", "Deleted load balancer").await;
+    publish(
+        &state,
+        &reference,
+        "DeletedLoadBalancer",
+        "Deleted load balancer",
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -186,9 +200,10 @@ mod tests {
         };
         svc.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
         if deleting {
-            svc.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ));
+            svc.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
         }
         svc
     }

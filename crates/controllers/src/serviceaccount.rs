@@ -154,7 +154,10 @@ async fn ensure_root_ca(client: &kube::Client, ns: &str, pem: &str) -> Result<()
                 .insert(DESCRIPTION_ANNOTATION.to_string(), DESCRIPTION.to_string());
             // The resourceVersion read above makes this a compare-and-swap: a concurrent
             // change fails with 409 and the namespace is reconciled again.
-            match api.replace(ROOT_CA_CONFIGMAP, &PostParams::default(), &cm).await {
+            match api
+                .replace(ROOT_CA_CONFIGMAP, &PostParams::default(), &cm)
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(namespace = %ns, "corrected kube-root-ca.crt");
                     Ok(())

@@ -60,11 +60,7 @@ fn service_ports(svc: &Service) -> &[ServicePort] {
 pub fn pod_ipv4(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     let primary = status.pod_ip.iter().map(String::as_str);
-    let all = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .map(|ip| ip.ip.as_str());
+    let all = status.pod_ips.iter().flatten().map(|ip| ip.ip.as_str());
     primary
         .chain(all)
         .find(|ip| ip.parse::<Ipv4Addr>().is_ok())
@@ -92,9 +88,7 @@ fn is_terminating(pod: &Pod) -> bool {
 /// Upstream `ShouldPodBeInEndpoints`: not terminal, has an IP, and (unless
 /// `include_terminating`) not being deleted.
 pub fn should_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
-    !is_terminal(pod)
-        && pod_ipv4(pod).is_some()
-        && (include_terminating || !is_terminating(pod))
+    !is_terminal(pod) && pod_ipv4(pod).is_some() && (include_terminating || !is_terminating(pod))
 }
 
 /// The container port a service port reaches on `pod` (upstream `FindPort`): a numeric
@@ -349,7 +343,7 @@ pub fn slice_groups(svc: &Service, pods: &[Arc<Pod>]) -> BTreeMap<String, SliceG
         group.endpoints.push(endpoint);
     }
     for group in groups.values_mut() {
-        group.endpoints.sort_by(|a, b| endpoint_key(a).cmp(&endpoint_key(b)));
+        group.endpoints.sort_by_key(endpoint_key);
     }
     groups
 }
@@ -458,22 +452,25 @@ mod tests {
     }
 
     fn ips(addresses: &Option<Vec<EndpointAddress>>) -> Vec<&str> {
-        addresses
-            .iter()
-            .flatten()
-            .map(|a| a.ip.as_str())
-            .collect()
+        addresses.iter().flatten().map(|a| a.ip.as_str()).collect()
     }
 
     #[test]
     fn ready_and_not_ready_addresses_with_named_port() {
-        let svc = service(json!({"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
-            "ports": [{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}]}));
+        let svc = service(
+            json!({"selector": {"app": "web"}, "clusterIP": "10.96.0.10",
+            "ports": [{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}]}),
+        );
         let pods = vec![
             pod("a", Some("10.244.1.2"), true, json!({})),
             pod("b", Some("10.244.2.2"), false, json!({})),
             pod("c", None, true, json!({})),
-            pod("d", Some("10.244.3.2"), true, json!({"status": {"phase": "Succeeded"}})),
+            pod(
+                "d",
+                Some("10.244.3.2"),
+                true,
+                json!({"status": {"phase": "Succeeded"}}),
+            ),
         ];
         let (subsets, truncated) = endpoint_subsets(&svc, &pods);
         assert!(!truncated);
@@ -497,7 +494,12 @@ mod tests {
         let pods = vec![
             pod("a", Some("10.244.1.2"), true, json!({})),
             pod("b", Some("10.244.1.3"), true, other),
-            pod("c", Some("10.244.1.4"), true, json!({"spec": {"containers": [{"name": "c", "image": "x"}]}})),
+            pod(
+                "c",
+                Some("10.244.1.4"),
+                true,
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}]}}),
+            ),
         ];
         let (subsets, _) = endpoint_subsets(&svc, &pods);
         assert_eq!(subsets.len(), 2, "{subsets:?}");
@@ -523,13 +525,18 @@ mod tests {
         let groups = slice_groups(&svc, &pods);
         let ep = &groups.values().next().unwrap().endpoints[0];
         let c = ep.conditions.as_ref().unwrap();
-        assert_eq!((c.ready, c.serving, c.terminating), (Some(false), Some(true), Some(true)));
+        assert_eq!(
+            (c.ready, c.serving, c.terminating),
+            (Some(false), Some(true), Some(true))
+        );
     }
 
     #[test]
     fn publish_not_ready_addresses_makes_everyone_ready() {
-        let svc = service(json!({"selector": {"app": "web"}, "publishNotReadyAddresses": true,
-            "ports": [{"port": 80, "protocol": "TCP"}]}));
+        let svc = service(
+            json!({"selector": {"app": "web"}, "publishNotReadyAddresses": true,
+            "ports": [{"port": 80, "protocol": "TCP"}]}),
+        );
         let pods = vec![pod("a", Some("10.244.1.2"), false, json!({}))];
         let (subsets, _) = endpoint_subsets(&svc, &pods);
         assert_eq!(ips(&subsets[0].addresses), ["10.244.1.2"]);
@@ -549,7 +556,9 @@ mod tests {
         assert_eq!(subsets.len(), 1);
         assert!(subsets[0].ports.is_none());
         assert_eq!(
-            subsets[0].addresses.as_ref().unwrap()[0].hostname.as_deref(),
+            subsets[0].addresses.as_ref().unwrap()[0]
+                .hostname
+                .as_deref(),
             Some("a")
         );
         let groups = slice_groups(&svc, &pods);

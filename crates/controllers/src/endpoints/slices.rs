@@ -243,7 +243,9 @@ mod tests {
             100,
         );
         assert_eq!(ops.len(), 1);
-        assert!(matches!(&ops[0], SliceOp::Update { name, endpoints, .. } if name == "web-b" && endpoints.len() == 51));
+        assert!(
+            matches!(&ops[0], SliceOp::Update { name, endpoints, .. } if name == "web-b" && endpoints.len() == 51)
+        );
     }
 
     #[test]

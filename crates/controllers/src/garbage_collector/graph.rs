@@ -197,7 +197,11 @@ impl Graph {
             Some(old) if old != obj.owners => {
                 let new_uids: HashSet<&str> = obj.owners.iter().map(|o| o.uid.as_str()).collect();
                 let old_uids: HashSet<&str> = old.iter().map(|o| o.uid.as_str()).collect();
-                for owner in obj.owners.iter().filter(|o| !old_uids.contains(o.uid.as_str())) {
+                for owner in obj
+                    .owners
+                    .iter()
+                    .filter(|o| !old_uids.contains(o.uid.as_str()))
+                {
                     self.link(owner, &obj.identity, &mut work);
                 }
                 for owner in old.iter().filter(|o| !new_uids.contains(o.uid.as_str())) {
@@ -259,7 +263,12 @@ mod tests {
 
     fn id(kind: &str, name: &str, uid: &str) -> Identity {
         Identity {
-            api_version: if kind == "ReplicaSet" { "apps/v1" } else { "v1" }.into(),
+            api_version: if kind == "ReplicaSet" {
+                "apps/v1"
+            } else {
+                "v1"
+            }
+            .into(),
             kind: kind.into(),
             namespace: Some("default".into()),
             name: name.into(),
@@ -269,7 +278,12 @@ mod tests {
 
     fn owner_ref(kind: &str, name: &str, uid: &str, block: bool) -> OwnerReference {
         OwnerReference {
-            api_version: if kind == "ReplicaSet" { "apps/v1" } else { "v1" }.into(),
+            api_version: if kind == "ReplicaSet" {
+                "apps/v1"
+            } else {
+                "v1"
+            }
+            .into(),
             kind: kind.into(),
             name: name.into(),
             uid: uid.into(),
@@ -353,6 +367,9 @@ mod tests {
         ));
         assert!(g.get("g1").is_some());
         g.upsert(observed(id("ConfigMap", "c", "c1"), vec![]));
-        assert!(g.get("g1").is_none(), "virtual node without dependents is dropped");
+        assert!(
+            g.get("g1").is_none(),
+            "virtual node without dependents is dropped"
+        );
     }
 }
