@@ -771,13 +771,9 @@ fn garbage_collector_foreground_and_orphan_deletion() {
     let ns = "cascade";
     server.ok(&k, &["create", "namespace", ns]);
 
-    // Foreground. The finalizer is what the API server adds on DELETE with
-    // propagationPolicy=Foreground; it is set up front so this test does not depend on it.
-    apply(
-        &server,
-        &k,
-        &config_map(ns, "fg-owner", json!([]), &["foregroundDeletion"]),
-    );
+    // Foreground: the API server adds the `foregroundDeletion` finalizer, the garbage
+    // collector deletes the blocking dependents, then removes it.
+    apply(&server, &k, &config_map(ns, "fg-owner", json!([]), &[]));
     let fg_uid = uid(&server, &k, ns, "configmap/fg-owner");
     apply(
         &server,
@@ -850,12 +846,24 @@ fn garbage_collector_foreground_and_orphan_deletion() {
         || (!exists(&server, &k, ns, "configmap/fg-owner")).then_some(()),
     );
 
-    // Orphan: same, with the `orphan` finalizer.
-    apply(
-        &server,
+    // An object without dependents deleted in foreground goes at once.
+    apply(&server, &k, &config_map(ns, "lonely", json!([]), &[]));
+    server.ok(
         &k,
-        &config_map(ns, "or-owner", json!([]), &["orphan"]),
+        &[
+            "delete",
+            "configmap",
+            "lonely",
+            "-n",
+            ns,
+            "--cascade=foreground",
+            "--timeout=20s",
+        ],
     );
+
+    // Orphan: the API server adds the `orphan` finalizer; the garbage collector removes the
+    // references to the owner from its dependents, then the finalizer.
+    apply(&server, &k, &config_map(ns, "or-owner", json!([]), &[]));
     let or_uid = uid(&server, &k, ns, "configmap/or-owner");
     apply(&server, &k, &config_map(ns, "or-owner-2", json!([]), &[]));
     let or2_uid = uid(&server, &k, ns, "configmap/or-owner-2");
