@@ -333,7 +333,9 @@ pub fn inter_pod_affinity(pod: &PodInfo, node: &NodeInfo) -> FilterResult {
                 pods_exist = false;
             }
         }
-        if !pods_exist && !(state.affinity_counts.is_empty() && state.matches_own_affinity) {
+        // The first pod of a group that matches its own terms may go anywhere.
+        let first_of_group = state.affinity_counts.is_empty() && state.matches_own_affinity;
+        if !pods_exist && !first_of_group {
             return Err(Rejection::one(
                 Code::UnschedulableAndUnresolvable,
                 ERR_POD_AFFINITY,

@@ -25,9 +25,9 @@ use crate::Config;
 
 /// What the watch tasks feed the loop.
 enum Input {
-    Pod(Event<Pod>),
-    Node(Event<Node>),
-    Namespace(Event<Namespace>),
+    Pod(Box<Event<Pod>>),
+    Node(Box<Event<Node>>),
+    Namespace(Box<Event<Namespace>>),
 }
 
 /// Forward a watch stream into the loop's channel, logging (and riding out) watch errors.
@@ -302,9 +302,9 @@ impl State {
 
     fn on_input(&mut self, input: Input, now: Instant) {
         match input {
-            Input::Pod(ev) => self.on_pod_event(ev, now),
-            Input::Node(ev) => self.on_node_event(ev, now),
-            Input::Namespace(ev) => self.on_namespace_event(ev, now),
+            Input::Pod(ev) => self.on_pod_event(*ev, now),
+            Input::Node(ev) => self.on_node_event(*ev, now),
+            Input::Namespace(ev) => self.on_namespace_event(*ev, now),
         }
     }
 
@@ -433,19 +433,19 @@ pub async fn run(client: kube::Client, config: Config) {
     forward(
         watcher(Api::<Pod>::all(client.clone()), config_watch.clone()).default_backoff(),
         tx.clone(),
-        Input::Pod,
+        |e| Input::Pod(Box::new(e)),
         "pods",
     );
     forward(
         watcher(Api::<Node>::all(client.clone()), config_watch.clone()).default_backoff(),
         tx.clone(),
-        Input::Node,
+        |e| Input::Node(Box::new(e)),
         "nodes",
     );
     forward(
         watcher(Api::<Namespace>::all(client.clone()), config_watch).default_backoff(),
         tx,
-        Input::Namespace,
+        |e| Input::Namespace(Box::new(e)),
         "namespaces",
     );
     let mut state = State {
