@@ -1,6 +1,7 @@
 //! `kubelab`: one multi-call binary. Host verbs manage clusters; node verbs (`server`, `agent`)
 //! run the control plane and node agents.
 
+mod agent;
 mod controller_manager;
 mod server;
 
@@ -23,6 +24,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the controllers out of process (leader-elected with any other candidate).
     ControllerManager(controller_manager::ControllerManagerArgs),
+    /// Run a node agent that joins a server (today: a simulated node, --fake).
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::ControllerManager(args) => controller_manager::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     });
     match result {

@@ -130,9 +130,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ca_pair_client(&clients, "controller-manager.kubeconfig"),
     )
     .await?;
+    let grace_period = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));
     let controller_config = kubelab_controllers::Config {
         root_ca_pem: ca_pem.clone(),
-        node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        node_monitor_grace_period: grace_period,
         ..kubelab_controllers::Config::default()
     };
     let controllers = (!args.disable_controllers).then(|| {
@@ -179,6 +180,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             memory: args.fake_node_memory.clone(),
             pods: args.fake_node_pods,
             node_ip: Ipv4Addr::new(172, 31, (i / 250) as u8, (i % 250 + 2) as u8),
+            // The kubelet renews every quarter of the grace period (10 s of 40 s).
+            lease_renew_interval: (grace_period / 4).min(std::time::Duration::from_secs(10)),
+            status_update_interval: std::time::Duration::from_secs(60),
         };
         fake_nodes.push(tokio::spawn(kubelab_agent::fake::run(client, config)));
     }
