@@ -572,7 +572,47 @@ fn named_ports_headless_services_and_services_without_selector() {
     );
     let external = get_json(&server, &k, &["endpoints", "external", "-n", ns]).unwrap();
     assert_eq!(endpoints_addresses(&external).0, set(&["192.0.2.1"]));
-    assert!(slices(&server, &k, ns, "external").is_empty());
+    // They are mirrored into an EndpointSlice, which follows them.
+    let mirrored = |want: &[&str]| {
+        let want = set(want);
+        eventually(
+            &format!("mirrored EndpointSlice of external = {want:?}"),
+            DEADLINE,
+            || {
+                let all = slices(&server, &k, ns, "external");
+                let got: BTreeSet<String> = all
+                    .iter()
+                    .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|e| e["addresses"][0].as_str().map(str::to_string))
+                    .collect();
+                let managed_by_mirroring = all.iter().all(|s| {
+                    s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+                        == "endpointslicemirroring-controller.k8s.io"
+                });
+                (got == want && managed_by_mirroring && (all.len() == 1 || want.is_empty()))
+                    .then_some(all)
+            },
+        )
+    };
+    let all = mirrored(&["192.0.2.1"]);
+    assert_eq!(all[0]["ports"][0]["port"], 80);
+    assert_eq!(all[0]["metadata"]["ownerReferences"][0]["name"], "external");
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "endpoints",
+            "external",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"subsets":[{"addresses":[{"ip":"192.0.2.1"},{"ip":"192.0.2.2"}],"ports":[{"port":80}]}]}"#,
+        ],
+    );
+    mirrored(&["192.0.2.1", "192.0.2.2"]);
+    server.ok(&k, &["delete", "endpoints", "external", "-n", ns]);
+    mirrored(&[]);
 
     // The API server's own Service has an EndpointSlice too.
     eventually("EndpointSlice default/kubernetes", DEADLINE, || {

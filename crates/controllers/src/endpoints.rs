@@ -33,14 +33,16 @@ use kube::ResourceExt;
 
 use crate::{Context, Error, ERROR_REQUEUE};
 use desired::{
-    endpoint_subsets, is_external_name, is_headless, same, selector, selects, slice_groups,
-    HEADLESS_LABEL, MAX_ENDPOINTS_PER_SLICE, OVER_CAPACITY_ANNOTATION,
+    endpoint_subsets, is_external_name, is_headless, mirrored_groups, same, selector, selects,
+    slice_groups, SliceGroup, HEADLESS_LABEL, MAX_ENDPOINTS_PER_SLICE, OVER_CAPACITY_ANNOTATION,
 };
 use slices::SliceOp;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// managed-by of the slices mirrored from the Endpoints of Services without a selector.
+pub const MIRRORING_MANAGED_BY: &str = "endpointslicemirroring-controller.k8s.io";
 /// Endpoints carrying this label are not mirrored into EndpointSlices.
 pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 /// How long a write of ours may take to show up in the store before it is presumed lost.
@@ -48,7 +50,8 @@ const TRACKER_PATIENCE: Duration = Duration::from_secs(10);
 /// Retry delay while the EndpointSlice store lags behind our own writes.
 const STALE_REQUEUE: Duration = Duration::from_millis(100);
 
-type ServiceKey = (String, String);
+/// (namespace, Service, managed-by): the slices one controller role keeps for one Service.
+type SliceSetKey = (String, String, &'static str);
 
 struct State {
     client: kube::Client,
@@ -219,7 +222,7 @@ fn service_deleted(state: &Arc<State>, svc: &Service) {
         .tracker
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .forget(&(ns.clone(), name.clone()));
+        .forget(&ns, &name);
     if selector(svc).is_none() {
         return;
     }
@@ -379,19 +382,58 @@ async fn reconcile(svc: Arc<Service>, state: Arc<State>) -> Result<Action, Error
         ready.map_err(|e| Error::Invalid(format!("endpoints caches: {e}")))?;
     }
     let Some(selector) = selector(&svc) else {
-        if svc.metadata.namespace.as_deref() == Some("default")
-            && svc.metadata.name.as_deref() == Some("kubernetes")
-        {
+        // The user manages the Endpoints; they are mirrored into EndpointSlices (upstream's
+        // endpointslicemirroring controller), and those of the API server's own Service as
+        // its reconciler does.
+        let is_kubernetes = svc.metadata.namespace.as_deref() == Some("default")
+            && svc.metadata.name.as_deref() == Some("kubernetes");
+        if is_kubernetes {
             mirror_kubernetes(&state).await?;
         }
-        return Ok(Action::await_change());
+        let mirrored = if is_kubernetes {
+            None
+        } else {
+            mirrored_slices(&state, &svc)
+        };
+        let a = sync_slices(&state, &svc, MIRRORING_MANAGED_BY, mirrored, false).await?;
+        let b = sync_slices(&state, &svc, MANAGED_BY, None, false).await?;
+        return Ok(a.or(b).unwrap_or_else(Action::await_change));
     };
     let ns = svc.namespace().unwrap_or_default();
     let pods: Vec<Arc<Pod>> = state.pods.state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(ns.as_str()) && selects(selector, p.labels())
     });
     sync_endpoints(&state, &svc, &pods).await?;
-    sync_slices(&state, &svc, &pods).await
+    let desired = (!is_external_name(&svc)).then(|| {
+        (
+            slice_groups(&svc, &pods),
+            slice_labels(&svc, MANAGED_BY, svc.labels()),
+        )
+    });
+    let a = sync_slices(&state, &svc, MANAGED_BY, desired, true).await?;
+    let b = sync_slices(&state, &svc, MIRRORING_MANAGED_BY, None, false).await?;
+    Ok(a.or(b).unwrap_or_else(Action::await_change))
+}
+
+/// What the mirrored slices of a selector-less Service hold: its Endpoints, unless they are
+/// absent or marked not to be mirrored.
+fn mirrored_slices(
+    state: &State,
+    svc: &Service,
+) -> Option<(BTreeMap<String, SliceGroup>, BTreeMap<String, String>)> {
+    let ns = svc.namespace().unwrap_or_default();
+    let ep = state
+        .endpoints
+        .get(&ObjectRef::new(&svc.name_any()).within(&ns))?;
+    if ep.labels().get(SKIP_MIRROR_LABEL).map(String::as_str) == Some("true") {
+        return None;
+    }
+    let mut labels = ep.labels().clone();
+    labels.remove(SKIP_MIRROR_LABEL);
+    Some((
+        mirrored_groups(&ep),
+        slice_labels(svc, MIRRORING_MANAGED_BY, &labels),
+    ))
 }
 
 async fn sync_endpoints(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Result<(), Error> {
@@ -462,9 +504,12 @@ async fn sync_endpoints(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Resu
     }
 }
 
-fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
-    let mut labels: BTreeMap<String, String> = svc
-        .labels()
+fn slice_labels(
+    svc: &Service,
+    managed_by: &str,
+    source: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = source
         .iter()
         .filter(|(k, _)| {
             !matches!(
@@ -475,7 +520,7 @@ fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     labels.insert(SERVICE_NAME_LABEL.into(), svc.name_any());
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    labels.insert(MANAGED_BY_LABEL.into(), managed_by.into());
     if is_headless(svc) {
         labels.insert(HEADLESS_LABEL.into(), String::new());
     }
@@ -489,20 +534,31 @@ fn owned_by(slice: &EndpointSlice, svc: &Service) -> bool {
         .any(|o| o.kind == "Service" && Some(&o.uid) == svc.metadata.uid.as_ref())
 }
 
-async fn sync_slices(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Result<Action, Error> {
+/// Brings the Service's slices of one `managed_by` to `desired` (groups and labels); None
+/// deletes them all. Returns a requeue while the slice store lags behind our own writes.
+async fn sync_slices(
+    state: &State,
+    svc: &Service,
+    managed_by: &'static str,
+    desired: Option<(BTreeMap<String, SliceGroup>, BTreeMap<String, String>)>,
+    placeholder: bool,
+) -> Result<Option<Action>, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
-    let key: ServiceKey = (ns.clone(), name.clone());
+    let key: SliceSetKey = (ns.clone(), name.clone(), managed_by);
     let managed: Vec<Arc<EndpointSlice>> = state.slices.state_filter(|s| {
         s.metadata.namespace.as_deref() == Some(ns.as_str())
             && s.labels().get(SERVICE_NAME_LABEL) == Some(&name)
-            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(managed_by)
     });
+    if managed.is_empty() && desired.is_none() {
+        return Ok(None);
+    }
     let mut ops = Vec::new();
     let existing: Vec<Arc<EndpointSlice>> = {
         let mut tracker = state.tracker.lock().unwrap_or_else(|e| e.into_inner());
         if tracker.is_stale(&key, &managed) {
-            return Ok(Action::requeue(STALE_REQUEUE));
+            return Ok(Some(Action::requeue(STALE_REQUEUE)));
         }
         managed
             .into_iter()
@@ -519,30 +575,31 @@ async fn sync_slices(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Result<
             })
             .collect()
     };
-    let desired = if is_external_name(svc) {
-        None
-    } else {
-        Some(slice_groups(svc, pods))
+    let labels = match desired {
+        Some((groups, labels)) => {
+            ops.extend(slices::plan(
+                &existing,
+                groups,
+                &labels,
+                MAX_ENDPOINTS_PER_SLICE,
+                placeholder,
+            ));
+            labels
+        }
+        None => {
+            ops.extend(
+                existing
+                    .iter()
+                    .map(|s| SliceOp::Delete { name: s.name_any() }),
+            );
+            BTreeMap::new()
+        }
     };
-    let labels = slice_labels(svc);
-    match desired {
-        Some(desired) => ops.extend(slices::plan(
-            &existing,
-            desired,
-            &labels,
-            MAX_ENDPOINTS_PER_SLICE,
-        )),
-        None => ops.extend(
-            existing
-                .iter()
-                .map(|s| SliceOp::Delete { name: s.name_any() }),
-        ),
-    }
     let api: Api<EndpointSlice> = Api::namespaced(state.client.clone(), &ns);
     for op in ops {
         apply_slice_op(state, &api, svc, &key, &labels, &existing, op).await?;
     }
-    Ok(Action::await_change())
+    Ok(None)
 }
 
 fn new_slice(
@@ -575,7 +632,7 @@ async fn apply_slice_op(
     state: &State,
     api: &Api<EndpointSlice>,
     svc: &Service,
-    key: &ServiceKey,
+    key: &SliceSetKey,
     labels: &BTreeMap<String, String>,
     existing: &[Arc<EndpointSlice>],
     op: SliceOp,
@@ -736,22 +793,23 @@ enum Expect {
 /// Upstream's EndpointSliceTracker: our own recent slice writes, per Service.
 #[derive(Default)]
 struct SliceTracker {
-    by_service: HashMap<ServiceKey, HashMap<String, (Expect, Instant)>>,
+    by_service: HashMap<SliceSetKey, HashMap<String, (Expect, Instant)>>,
 }
 
 impl SliceTracker {
-    fn record(&mut self, key: &ServiceKey, slice: String, expect: Expect) {
+    fn record(&mut self, key: &SliceSetKey, slice: String, expect: Expect) {
         self.by_service
             .entry(key.clone())
             .or_default()
             .insert(slice, (expect, Instant::now()));
     }
 
-    fn forget(&mut self, key: &ServiceKey) {
-        self.by_service.remove(key);
+    fn forget(&mut self, namespace: &str, service: &str) {
+        self.by_service
+            .retain(|(ns, name, _), _| ns != namespace || name != service);
     }
 
-    fn is_deleted(&self, key: &ServiceKey, slice: &str) -> bool {
+    fn is_deleted(&self, key: &SliceSetKey, slice: &str) -> bool {
         self.by_service
             .get(key)
             .and_then(|m| m.get(slice))
@@ -760,7 +818,7 @@ impl SliceTracker {
 
     /// Whether the store has not yet caught up with our writes for this Service. Entries the
     /// store confirms are dropped; entries older than [`TRACKER_PATIENCE`] are given up on.
-    fn is_stale(&mut self, key: &ServiceKey, in_store: &[Arc<EndpointSlice>]) -> bool {
+    fn is_stale(&mut self, key: &SliceSetKey, in_store: &[Arc<EndpointSlice>]) -> bool {
         let Some(expected) = self.by_service.get_mut(key) else {
             return false;
         };
@@ -804,7 +862,7 @@ mod tests {
 
     #[test]
     fn tracker_waits_for_the_store() {
-        let key = ("default".to_string(), "web".to_string());
+        let key = ("default".to_string(), "web".to_string(), MANAGED_BY);
         let mut t = SliceTracker::default();
         assert!(!t.is_stale(&key, &[]));
         t.record(&key, "web-abcde".into(), Expect::Generation(2));

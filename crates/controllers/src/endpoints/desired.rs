@@ -348,6 +348,60 @@ pub fn slice_groups(svc: &Service, pods: &[Arc<Pod>]) -> BTreeMap<String, SliceG
     groups
 }
 
+/// The slice content mirroring user-managed Endpoints (upstream's endpointslicemirroring
+/// controller): one group per port set, ready and not-ready IPv4 addresses.
+pub fn mirrored_groups(ep: &k8s_openapi::api::core::v1::Endpoints) -> BTreeMap<String, SliceGroup> {
+    let mut groups: BTreeMap<String, SliceGroup> = BTreeMap::new();
+    for subset in ep.subsets.iter().flatten() {
+        let ports: Vec<discovery::EndpointPort> = subset
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| discovery::EndpointPort {
+                name: Some(p.name.clone().unwrap_or_default()),
+                port: Some(p.port),
+                protocol: Some(p.protocol.clone().unwrap_or_else(|| "TCP".into())),
+                app_protocol: p.app_protocol.clone(),
+            })
+            .collect();
+        let group = groups.entry(ports_key(&ports)).or_default();
+        if group.ports.is_empty() {
+            group.ports = ports;
+        }
+        let addresses = subset.addresses.iter().flatten().map(|a| (a, true)).chain(
+            subset
+                .not_ready_addresses
+                .iter()
+                .flatten()
+                .map(|a| (a, false)),
+        );
+        for (address, ready) in addresses {
+            if address.ip.parse::<Ipv4Addr>().is_err() {
+                continue;
+            }
+            group.endpoints.push(discovery::Endpoint {
+                addresses: vec![address.ip.clone()],
+                conditions: Some(discovery::EndpointConditions {
+                    ready: Some(ready),
+                    ..discovery::EndpointConditions::default()
+                }),
+                hostname: address.hostname.clone(),
+                node_name: address.node_name.clone(),
+                target_ref: address.target_ref.clone(),
+                ..discovery::Endpoint::default()
+            });
+        }
+    }
+    for group in groups.values_mut() {
+        group.endpoints.sort_by_key(endpoint_key);
+        group
+            .endpoints
+            .dedup_by(|a, b| endpoint_key(a) == endpoint_key(b));
+    }
+    groups.retain(|_, g| !g.endpoints.is_empty());
+    groups
+}
+
 /// A canonical, order-independent rendering of a slice's ports.
 pub fn ports_key(ports: &[discovery::EndpointPort]) -> String {
     let mut keys: Vec<String> = ports
@@ -590,6 +644,46 @@ mod tests {
         assert!(truncate(&mut subsets, 5));
         assert_eq!(subsets[0].addresses.as_ref().unwrap().len(), 5);
         assert!(subsets[0].not_ready_addresses.is_none());
+    }
+
+    #[test]
+    fn mirroring_groups_user_endpoints_by_ports() {
+        let ep: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "ext", "namespace": "default"},
+            "subsets": [
+                {"addresses": [{"ip": "192.0.2.1"}], "notReadyAddresses": [{"ip": "192.0.2.2"}],
+                 "ports": [{"port": 80}]},
+                {"addresses": [{"ip": "192.0.2.3"}, {"ip": "2001:db8::1"}], "ports": [{"port": 80}]},
+                {"addresses": [{"ip": "192.0.2.4"}], "ports": [{"name": "x", "port": 81}]},
+            ],
+        }))
+        .unwrap();
+        let groups = mirrored_groups(&ep);
+        assert_eq!(groups.len(), 2);
+        let g80 = &groups[&ports_key(&[discovery::EndpointPort {
+            name: Some(String::new()),
+            port: Some(80),
+            protocol: Some("TCP".into()),
+            app_protocol: None,
+        }])];
+        let addrs: Vec<(&str, Option<bool>)> = g80
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.addresses[0].as_str(),
+                    e.conditions.as_ref().unwrap().ready,
+                )
+            })
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                ("192.0.2.1", Some(true)),
+                ("192.0.2.2", Some(false)),
+                ("192.0.2.3", Some(true))
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Turning desired slice content into writes against a Service's existing EndpointSlices,
 //! with as little churn as upstream's reconciler: an endpoint stays in the slice it is in, new
 //! endpoints fill slices with room before new slices are created, emptied slices go away, and
-//! a Service without endpoints keeps one empty placeholder slice.
+//! a Service without endpoints keeps one empty placeholder slice (when asked to).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -52,11 +52,12 @@ pub fn plan(
     desired: BTreeMap<String, SliceGroup>,
     labels: &BTreeMap<String, String>,
     max_per_slice: usize,
+    placeholder: bool,
 ) -> Vec<SliceOp> {
     let mut existing: Vec<&EndpointSlice> = existing.iter().map(|s| s.as_ref()).collect();
     existing.sort_by_key(|s| slice_name(s));
     let mut ops = Vec::new();
-    if desired.values().all(|g| g.endpoints.is_empty()) {
+    if placeholder && desired.values().all(|g| g.endpoints.is_empty()) {
         // Placeholder: one slice without ports or endpoints.
         let keep = existing
             .iter()
@@ -212,7 +213,7 @@ mod tests {
     #[test]
     fn first_sync_creates_chunks() {
         let eps: Vec<Endpoint> = (0..250).map(endpoint).collect();
-        let ops = plan(&[], group(vec![port(80)], eps), &labels(), 100);
+        let ops = plan(&[], group(vec![port(80)], eps), &labels(), 100, true);
         let sizes: Vec<usize> = ops
             .iter()
             .map(|op| match op {
@@ -234,6 +235,7 @@ mod tests {
             group(vec![port(80)], (0..150).map(endpoint).collect()),
             &labels(),
             100,
+            true,
         );
         assert!(ops.is_empty(), "{ops:?}");
         let ops = plan(
@@ -241,6 +243,7 @@ mod tests {
             group(vec![port(80)], (0..151).map(endpoint).collect()),
             &labels(),
             100,
+            true,
         );
         assert_eq!(ops.len(), 1);
         assert!(
@@ -259,6 +262,7 @@ mod tests {
             group(vec![port(81)], vec![endpoint(2)]),
             &labels(),
             100,
+            true,
         );
         assert_eq!(
             ops,
@@ -269,8 +273,20 @@ mod tests {
     }
 
     #[test]
+    fn without_placeholder_no_endpoints_means_no_slices() {
+        let existing = vec![slice("web-a", vec![port(80)], vec![endpoint(1)])];
+        let ops = plan(&existing, BTreeMap::new(), &labels(), 100, false);
+        assert_eq!(
+            ops,
+            vec![SliceOp::Delete {
+                name: "web-a".into()
+            }]
+        );
+    }
+
+    #[test]
     fn no_endpoints_keeps_one_placeholder() {
-        let ops = plan(&[], BTreeMap::new(), &labels(), 100);
+        let ops = plan(&[], BTreeMap::new(), &labels(), 100, true);
         assert_eq!(
             ops,
             vec![SliceOp::Create {
@@ -282,7 +298,7 @@ mod tests {
             slice("web-a", vec![port(80)], vec![endpoint(1)]),
             slice("web-b", vec![], vec![]),
         ];
-        let ops = plan(&existing, BTreeMap::new(), &labels(), 100);
+        let ops = plan(&existing, BTreeMap::new(), &labels(), 100, true);
         assert_eq!(
             ops,
             vec![SliceOp::Delete {
