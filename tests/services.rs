@@ -1041,3 +1041,126 @@ fn load_balancer_services_carry_the_cleanup_finalizer() {
     );
     assert!(finalizers("front").is_none());
 }
+
+/// Sets a readiness-gate condition on a pod; strategic merge keeps the node's conditions.
+fn set_gate(server: &TestServer, k: &Kubectl, ns: &str, pod: &str, ok: bool) {
+    let patch = json!({"status": {"conditions": [
+        {"type": "kubelab.test/gate", "status": if ok { "True" } else { "False" }}
+    ]}});
+    server.ok(
+        k,
+        &[
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            ns,
+            "--subresource=status",
+            "-p",
+            &patch.to_string(),
+        ],
+    );
+}
+
+#[test]
+fn endpoints_of_pods_scheduled_on_simulated_nodes() {
+    let (server, k) = start();
+    let ns = "sim";
+    server.ok(&k, &["create", "namespace", ns]);
+    server.ok(
+        &k,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "web",
+            "-n",
+            ns,
+            "--tcp=80:http",
+        ],
+    );
+    let svc = get_json(&server, &k, &["service", "web", "-n", ns]).unwrap();
+    let cluster_ip: std::net::Ipv4Addr =
+        svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    let octets = cluster_ip.octets();
+    assert!(
+        octets[0] == 10 && (96..112).contains(&octets[1]),
+        "ClusterIP in 10.96.0.0/12: {svc}"
+    );
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{svc}");
+
+    // Scheduled by the scheduler, run by the simulated nodes; Ready only once the test opens
+    // their readiness gate.
+    for i in 0..3 {
+        let mut pod = pod_manifest(ns, &format!("web-{i}"), json!({"app": "web"}), 8080);
+        let spec = pod["spec"].as_object_mut().unwrap();
+        spec.remove("nodeName");
+        spec.insert(
+            "readinessGates".into(),
+            json!([{"conditionType": "kubelab.test/gate"}]),
+        );
+        apply(&server, &k, &pod);
+    }
+    let pod_ips = eventually("pods running with IPs", DEADLINE, || {
+        let pods = get_json(&server, &k, &["pods", "-n", ns, "-l", "app=web"])?;
+        let ips: Vec<String> = pods["items"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .collect();
+        (ips.len() == 3).then_some(ips)
+    });
+    let ip = |i: usize| pod_ips[i].as_str();
+    let ep = wait_endpoints(&server, &k, ns, "web", &[], &[ip(0), ip(1), ip(2)]);
+    let nodes: BTreeSet<&str> = ep["subsets"][0]["notReadyAddresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["nodeName"].as_str())
+        .collect();
+    assert!(nodes.iter().all(|n| n.starts_with("fake-node-")), "{ep}");
+
+    for i in 0..3 {
+        set_gate(&server, &k, ns, &format!("web-{i}"), true);
+    }
+    server.ok(
+        &k,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "-l",
+            "app=web",
+            "-n",
+            ns,
+            "--timeout=20s",
+        ],
+    );
+    wait_endpoints(&server, &k, ns, "web", &[ip(0), ip(1), ip(2)], &[]);
+    wait_slices(
+        &server,
+        &k,
+        ns,
+        "web",
+        &[(ip(0), READY), (ip(1), READY), (ip(2), READY)],
+    );
+
+    set_gate(&server, &k, ns, "web-1", false);
+    wait_endpoints(&server, &k, ns, "web", &[ip(0), ip(2)], &[ip(1)]);
+
+    // Deleting a pod waits for its node to finalize it; then it is gone everywhere.
+    server.ok(&k, &["delete", "pod", "web-2", "-n", ns, "--timeout=20s"]);
+    wait_endpoints(&server, &k, ns, "web", &[ip(0)], &[ip(1)]);
+    wait_slices(
+        &server,
+        &k,
+        ns,
+        "web",
+        &[(ip(0), READY), (ip(1), NOT_READY)],
+    );
+
+    // A namespace with a Service, its Endpoints and slices, and running pods goes away.
+    server.ok(&k, &["delete", "namespace", ns, "--timeout=30s"]);
+}
