@@ -724,12 +724,18 @@ fn persistent_volume_claim(obj: &Value, errs: &mut Errs) {
 }
 
 fn pvc_update(obj: &Value, old: &Value, errs: &mut Errs) {
+    // Retroactive default StorageClass (GA in 1.28): a claim without a class may get one.
+    let class_was_unset = j::get(old, &["spec", "storageClassName"]).is_none_or(Value::is_null)
+        && !j::string(obj, &["spec", "storageClassName"]).is_empty();
     let strip = |v: &Value, allow_volume_name: bool| {
         let mut spec = j::get(v, &["spec"]).cloned().unwrap_or(Value::Null);
         if let Some(m) = spec.as_object_mut() {
             m.remove("volumeAttributesClassName");
             if allow_volume_name {
                 m.remove("volumeName");
+            }
+            if class_was_unset {
+                m.remove("storageClassName");
             }
             if let Some(r) = m.get_mut("resources").and_then(Value::as_object_mut) {
                 r.remove("requests");

@@ -523,6 +523,18 @@ fn other_kinds() {
         causes(rt("", "persistentvolumeclaims"), &bigger, Some(&old)),
         vec![]
     );
+    let mut classed = old.clone();
+    classed["spec"]["storageClassName"] = json!("standard");
+    assert_eq!(
+        causes(rt("", "persistentvolumeclaims"), &classed, Some(&old)),
+        vec![]
+    );
+    let mut reclassed = classed.clone();
+    reclassed["spec"]["storageClassName"] = json!("other");
+    assert_eq!(
+        causes(rt("", "persistentvolumeclaims"), &reclassed, Some(&classed))[0].reason,
+        "FieldValueForbidden"
+    );
     let mut other_mode = old.clone();
     other_mode["spec"]["accessModes"] = json!(["ReadWriteMany"]);
     assert_eq!(
