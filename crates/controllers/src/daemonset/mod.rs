@@ -31,8 +31,9 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use crate::statefulset::events::Events;
 use crate::statefulset::history::{self, REVISION_HASH_LABEL};
-use crate::statefulset::pods::{self, Events};
+use crate::statefulset::pods;
 use crate::{Context, Error, ERROR_REQUEUE};
 
 const CONTROLLER: &str = "daemonset-controller";

@@ -6,6 +6,7 @@
 //! ordinal down to the partition, one at a time, by ControllerRevision. Status as upstream so
 //! `kubectl rollout status sts/x` works. Modelled on upstream's `pkg/controller/statefulset`.
 
+pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod pods;
 
@@ -26,8 +27,8 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use self::events::Events;
 use self::history::REVISION_HASH_LABEL;
-use self::pods::Events;
 use crate::{Context, Error, ERROR_REQUEUE};
 
 const CONTROLLER: &str = "statefulset-controller";
@@ -526,7 +527,7 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action, E
             condemned.push((ord, pod));
         }
     }
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|(ordinal, _)| std::cmp::Reverse(*ordinal));
 
     let mut counts = plan.counts(
         slots

@@ -1,12 +1,11 @@
 //! Pod status predicates and ownership helpers shared by the workload controllers (upstream's
-//! `podutil.IsPodReady` / `IsPodAvailable`), and their event publishing.
+//! `podutil.IsPodReady` / `IsPodAvailable`).
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 
 use crate::Error;
@@ -114,55 +113,6 @@ pub(crate) async fn claim(
         }
     }
     Ok(owned)
-}
-
-/// Publishes Events for one controller (`reportingController` / `source.component`).
-#[derive(Clone)]
-pub(crate) struct Events {
-    recorder: Recorder,
-}
-
-impl Events {
-    pub(crate) fn new(client: kube::Client, controller: &str) -> Self {
-        Events {
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: controller.into(),
-                    instance: None,
-                },
-            ),
-        }
-    }
-
-    pub(crate) async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(EventType::Normal, regarding, reason, note)
-            .await;
-    }
-
-    pub(crate) async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(EventType::Warning, regarding, reason, note)
-            .await;
-    }
-
-    async fn publish(
-        &self,
-        type_: EventType,
-        regarding: &ObjectReference,
-        reason: &str,
-        note: String,
-    ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, regarding).await {
-            tracing::debug!(error = %e, reason, "cannot publish event");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::daemonset::node_selector_matches;
-use crate::statefulset::pods::Events;
+use crate::statefulset::events::Events;
 use crate::{Context, Error, ERROR_REQUEUE};
 
 const CONTROLLER: &str = "persistentvolume-controller";

@@ -1097,7 +1097,30 @@ fn stateful_set(obj: &Value, errs: &mut Errs) {
     );
     let selector = workload_selector(obj, "statefulset", errs);
     template_matches(obj, &["spec", "template"], selector.as_ref(), errs);
-    always_restarting_template(obj, "StatefulSet", errs);
+    // Upstream's `ValidatePodTemplateSpecForStatefulSet` leaves the pod spec unchecked: its
+    // volumeMounts name volumeClaimTemplates, which are no volumes of the template.
+    validate_labels(
+        j::get(obj, &["spec", "template", "metadata", "labels"]),
+        "spec.template.labels",
+        errs,
+    );
+    super::meta::validate_annotations(
+        j::get(obj, &["spec", "template", "metadata", "annotations"]),
+        "spec.template.annotations",
+        errs,
+    );
+    let policy = j::string(obj, &["spec", "template", "spec", "restartPolicy"]);
+    if policy != "Always" {
+        errs.not_supported("spec.template.spec.restartPolicy", policy, &["Always"]);
+    }
+    if j::get(obj, &["spec", "template", "spec", "activeDeadlineSeconds"])
+        .is_some_and(|v| !v.is_null())
+    {
+        errs.forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in StatefulSet is not Supported",
+        );
+    }
 }
 
 fn stateful_set_update(obj: &Value, old: &Value, errs: &mut Errs) {
