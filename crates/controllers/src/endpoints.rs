@@ -213,8 +213,8 @@ fn service_ref(ep: &Endpoints) -> ObjectRef<Service> {
     ObjectRef::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default())
 }
 
-/// A deleted Service loses its Endpoints (its EndpointSlices are owned by it and go with the
-/// garbage collector).
+/// A deleted Service loses its Endpoints, as upstream (its EndpointSlices are owned by it and
+/// go with the garbage collector).
 fn service_deleted(state: &Arc<State>, svc: &Service) {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
@@ -223,9 +223,6 @@ fn service_deleted(state: &Arc<State>, svc: &Service) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .forget(&ns, &name);
-    if selector(svc).is_none() {
-        return;
-    }
     let client = state.client.clone();
     tokio::spawn(async move {
         let api: Api<Endpoints> = Api::namespaced(client, &ns);

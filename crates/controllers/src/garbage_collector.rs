@@ -122,21 +122,24 @@ pub async fn run(ctx: Context) {
     let (events_tx, events_rx) = mpsc::channel::<GraphEvent>(4096);
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let pending_sync: Arc<Mutex<Option<HashSet<String>>>> = Arc::new(Mutex::new(None));
-    tokio::spawn(build_graph(
+    // Every task is tied to this future: when it is dropped (leadership lost, shutdown), the
+    // builder, the workers and the monitors stop with it.
+    let mut tasks: Vec<AbortOnDrop> = Vec::new();
+    tasks.push(AbortOnDrop(tokio::spawn(build_graph(
         gc.clone(),
         events_rx,
         pending_sync.clone(),
         synced_tx,
-    ));
+    ))));
     for _ in 0..WORKERS {
         let gc = gc.clone();
         let mut synced = synced_rx.clone();
-        tokio::spawn(async move {
+        tasks.push(AbortOnDrop(tokio::spawn(async move {
             let _ = tokio::time::timeout(SYNC_PATIENCE, synced.wait_for(|s| *s)).await;
             gc.work().await;
-        });
+        })));
     }
-    let mut monitors: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut monitors: HashMap<String, AbortOnDrop> = HashMap::new();
     loop {
         match discover(&gc.client).await {
             Ok((kinds, deletable)) => {
@@ -149,9 +152,8 @@ pub async fn run(ctx: Context) {
                     }
                 }
                 monitors.retain(|key, task| {
-                    let keep = keys.contains(key) && !task.is_finished();
+                    let keep = keys.contains(key) && !task.0.is_finished();
                     if !keep {
-                        task.abort();
                         tracing::debug!(resource = %key, "garbage collector stops watching");
                     }
                     keep
@@ -160,12 +162,12 @@ pub async fn run(ctx: Context) {
                     if let std::collections::hash_map::Entry::Vacant(slot) = monitors.entry(key) {
                         let key = slot.key().clone();
                         tracing::debug!(resource = %key, "garbage collector watches");
-                        slot.insert(tokio::spawn(monitor(
+                        slot.insert(AbortOnDrop(tokio::spawn(monitor(
                             gc.client.clone(),
                             info,
                             key,
                             events_tx.clone(),
-                        )));
+                        ))));
                     }
                 }
                 tokio::time::sleep(DISCOVERY_PERIOD).await;
@@ -175,6 +177,15 @@ pub async fn run(ctx: Context) {
                 tokio::time::sleep(DISCOVERY_RETRY).await;
             }
         }
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
