@@ -1,0 +1,826 @@
+//! Deployment and ReplicaSet controllers, end to end: `kubelab server --fake-nodes 3` driven by
+//! real kubectl 1.32, with kube-rs watchers checking the rollout invariants at every pod event.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{eventually, Kubectl, TestServer};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn kubectl() -> Kubectl {
+    Kubectl::new("1.32")
+}
+
+fn server() -> TestServer {
+    TestServer::start_args(&["--fake-nodes", "3"])
+}
+
+// ---- a stand-in kubelet ---------------------------------------------------------------------
+
+/// Until the simulated nodes run pods, this marks every pod of `ns` Running and Ready (unless
+/// it carries the label `kubelab.test/never-ready`), the way a kubelet would.
+struct PodSimulator(tokio::task::JoinHandle<()>);
+
+impl Drop for PodSimulator {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn simulate_pods(server: &TestServer, ns: &str) -> PodSimulator {
+    let ns = ns.to_string();
+    server.block_on(async {
+        let api: Api<Pod> = Api::namespaced(server.client().await, &ns);
+        PodSimulator(tokio::spawn(async move {
+            let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                let pods = match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![p],
+                    _ => continue,
+                };
+                for pod in pods {
+                    if pod.metadata.deletion_timestamp.is_some()
+                        || pod.labels().contains_key("kubelab.test/never-ready")
+                        || is_ready(&pod)
+                    {
+                        continue;
+                    }
+                    let containers: Vec<_> = pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.containers.iter())
+                        .map(|c| {
+                            json!({
+                                "name": c.name, "image": c.image, "imageID": "", "ready": true,
+                                "started": true, "restartCount": 0,
+                                "state": {"running": {"startedAt": now()}}
+                            })
+                        })
+                        .collect();
+                    let condition =
+                        |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now()});
+                    let patch = json!({"status": {
+                        "phase": "Running",
+                        "conditions": [condition("PodScheduled"), condition("Initialized"),
+                                       condition("ContainersReady"), condition("Ready")],
+                        "containerStatuses": containers,
+                        "startTime": now(),
+                    }});
+                    let _ = api
+                        .patch_status(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
+                        .await;
+                }
+            }
+        }))
+    })
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+// ---- watching pods --------------------------------------------------------------------------
+
+/// A kube-rs watch of the pods matching a selector that evaluates `check` on the full set of
+/// pods after every event and keeps every complaint.
+struct PodWatch {
+    complaints: Arc<Mutex<Vec<String>>>,
+    events: Arc<Mutex<usize>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PodWatch {
+    fn start(
+        server: &TestServer,
+        ns: &str,
+        selector: &str,
+        check: impl Fn(&BTreeMap<String, Pod>) -> Option<String> + Send + 'static,
+    ) -> PodWatch {
+        let complaints = Arc::new(Mutex::new(Vec::new()));
+        let events = Arc::new(Mutex::new(0));
+        let synced = Arc::new(Mutex::new(false));
+        let (c, e, s) = (complaints.clone(), events.clone(), synced.clone());
+        let ns = ns.to_string();
+        let selector = selector.to_string();
+        let (api, runtime) = server.block_on(async {
+            let api: Api<Pod> = Api::namespaced(server.client().await, &ns);
+            (api, tokio::runtime::Handle::current())
+        });
+        let task = runtime.spawn(async move {
+            let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+            // A (re)list builds the next state aside; it replaces the current one when done.
+            let mut relist: BTreeMap<String, Pod> = BTreeMap::new();
+            let mut stream = watcher(api, watcher::Config::default().labels(&selector)).boxed();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Init) => {
+                        relist.clear();
+                        continue;
+                    }
+                    Ok(watcher::Event::InitApply(p)) => {
+                        relist.insert(p.name_any(), p);
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        pods = std::mem::take(&mut relist);
+                        *s.lock().unwrap() = true;
+                    }
+                    Ok(watcher::Event::Apply(p)) => {
+                        pods.insert(p.name_any(), p);
+                    }
+                    Ok(watcher::Event::Delete(p)) => {
+                        pods.remove(&p.name_any());
+                    }
+                    Err(_) => continue,
+                }
+                *e.lock().unwrap() += 1;
+                if let Some(complaint) = check(&pods) {
+                    c.lock().unwrap().push(complaint);
+                }
+            }
+        });
+        eventually("the pod watch is established", DEADLINE, || {
+            synced.lock().unwrap().then_some(())
+        });
+        PodWatch {
+            complaints,
+            events,
+            task,
+        }
+    }
+
+    fn assert_clean(&self, what: &str) {
+        let complaints = self.complaints.lock().unwrap();
+        assert!(
+            complaints.is_empty(),
+            "{what}: {} violations, first ones:\n{}",
+            complaints.len(),
+            complaints
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(
+            *self.events.lock().unwrap() > 0,
+            "{what}: the watch saw no event"
+        );
+    }
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+fn pods(server: &TestServer, ns: &str, selector: &str) -> Vec<Pod> {
+    server.block_on(async {
+        let api: Api<Pod> = Api::namespaced(server.client().await, ns);
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .expect("list pods")
+            .items
+    })
+}
+
+fn replica_sets(server: &TestServer, ns: &str) -> Vec<ReplicaSet> {
+    server.block_on(async {
+        let api: Api<ReplicaSet> = Api::namespaced(server.client().await, ns);
+        api.list(&ListParams::default())
+            .await
+            .expect("list replicasets")
+            .items
+    })
+}
+
+fn deployment(server: &TestServer, ns: &str, name: &str) -> Deployment {
+    server.block_on(async {
+        let api: Api<Deployment> = Api::namespaced(server.client().await, ns);
+        api.get(name).await.expect("get deployment")
+    })
+}
+
+fn image_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until exactly `count` live pods match `selector`, all Ready and running `image`.
+fn wait_for_pods(
+    server: &TestServer,
+    ns: &str,
+    selector: &str,
+    count: usize,
+    image: &str,
+) -> Vec<Pod> {
+    eventually(
+        &format!("{count} ready pods of {selector} with {image}"),
+        DEADLINE,
+        || {
+            let live: Vec<Pod> = pods(server, ns, selector)
+                .into_iter()
+                .filter(|p| !terminating(p))
+                .collect();
+            (live.len() == count && live.iter().all(|p| is_ready(p) && image_of(p) == image))
+                .then_some(live)
+        },
+    )
+}
+
+fn rollout_status(server: &TestServer, k: &Kubectl, ns: &str, name: &str) -> String {
+    let object = format!("deploy/{name}");
+    server.ok(
+        k,
+        &["rollout", "status", &object, "-n", ns, "--timeout=60s"],
+    )
+}
+
+fn revisions(history: &str) -> Vec<String> {
+    history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn events(server: &TestServer, k: &Kubectl, ns: &str) -> String {
+    server.ok(
+        k,
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "-o",
+            "custom-columns=REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message",
+        ],
+    )
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+
+// Acceptance 1: create deployment, rollout status, 3 pods Running.
+#[test]
+fn create_deployment_rolls_out_three_running_pods() {
+    let server = server();
+    let k = kubectl();
+    let ns = "create";
+    server.create_namespace(ns);
+    let _kubelet = simulate_pods(&server, ns);
+    server.ok(
+        &k,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "--replicas=3",
+            "-n",
+            ns,
+        ],
+    );
+    let out = rollout_status(&server, &k, ns, "web");
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+
+    let pods = wait_for_pods(&server, ns, "app=web", 3, "busybox");
+    assert!(pods
+        .iter()
+        .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")));
+    let rss = replica_sets(&server, ns);
+    assert_eq!(rss.len(), 1, "one ReplicaSet");
+    let rs = &rss[0];
+    let hash = rs.labels()["pod-template-hash"].clone();
+    assert_eq!(rs.name_any(), format!("web-{hash}"));
+    assert_eq!(rs.annotations()["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        rs.annotations()["deployment.kubernetes.io/desired-replicas"],
+        "3"
+    );
+    assert_eq!(
+        rs.annotations()["deployment.kubernetes.io/max-replicas"],
+        "4"
+    );
+    let selector = rs
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .match_labels
+        .clone()
+        .unwrap();
+    assert_eq!(selector.get("pod-template-hash"), Some(&hash));
+    for pod in &pods {
+        assert_eq!(pod.labels().get("pod-template-hash"), Some(&hash));
+        assert!(
+            pod.name_any().starts_with(&format!("web-{hash}-")),
+            "{}",
+            pod.name_any()
+        );
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("ReplicaSet", rs.name_any().as_str())
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+    }
+
+    let d = deployment(&server, ns, "web");
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.observed_generation, d.metadata.generation);
+    assert_eq!(
+        (
+            status.replicas,
+            status.updated_replicas,
+            status.ready_replicas,
+            status.available_replicas
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
+    let conditions: BTreeMap<String, (String, String)> = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.type_, (c.status, c.reason.unwrap_or_default())))
+        .collect();
+    assert_eq!(
+        conditions["Available"],
+        ("True".into(), "MinimumReplicasAvailable".into())
+    );
+    assert_eq!(
+        conditions["Progressing"],
+        ("True".into(), "NewReplicaSetAvailable".into())
+    );
+    assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "1");
+
+    let table = server.ok(&k, &["get", "deploy", "web", "-n", ns]);
+    assert!(
+        table.lines().nth(1).is_some_and(
+            |l| l.split_whitespace().take(4).collect::<Vec<_>>() == ["web", "3/3", "3", "3"]
+        ),
+        "{table}"
+    );
+    let ev = events(&server, &k, ns);
+    assert!(
+        ev.contains(&format!("Scaled up replica set web-{hash} to 3")),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("SuccessfulCreate") && ev.contains(&format!("Created pod: web-{hash}-")),
+        "{ev}"
+    );
+}
+
+// Acceptance 2: set image rolls within maxSurge/maxUnavailable; history, undo, restart,
+// pause/resume; and 3: scale up and down.
+#[test]
+fn rolling_update_history_undo_restart_pause_and_scale() {
+    let server = server();
+    let k = kubectl();
+    let ns = "roll";
+    server.create_namespace(ns);
+    let _kubelet = simulate_pods(&server, ns);
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "busybox", "image": "busybox:1.36"}]}
+            }
+        }
+    });
+    server.ok_stdin(&k, &["create", "-f", "-"], &manifest.to_string());
+    rollout_status(&server, &k, ns, "web");
+    wait_for_pods(&server, ns, "app=web", 4, "busybox:1.36");
+
+    // replicas 4, maxSurge 1, maxUnavailable 1: at every pod event at least 3 pods are
+    // available and at most 5 exist.
+    let max_total = Arc::new(Mutex::new(0usize));
+    let seen_max = max_total.clone();
+    let watch = PodWatch::start(&server, ns, "app=web", move |pods| {
+        let live: Vec<&Pod> = pods.values().filter(|p| !terminating(p)).collect();
+        let available = live.iter().filter(|p| is_ready(p)).count();
+        let mut m = seen_max.lock().unwrap();
+        *m = (*m).max(live.len());
+        let names = || {
+            live.iter()
+                .map(|p| {
+                    format!(
+                        "{}({})",
+                        p.name_any(),
+                        if is_ready(p) { "ready" } else { "not ready" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if available < 3 {
+            Some(format!("only {available} available: {}", names()))
+        } else if live.len() > 5 {
+            Some(format!("{} pods: {}", live.len(), names()))
+        } else {
+            None
+        }
+    });
+    server.ok(
+        &k,
+        &[
+            "set",
+            "image",
+            "deploy/web",
+            "busybox=busybox:1.37",
+            "-n",
+            ns,
+        ],
+    );
+    rollout_status(&server, &k, ns, "web");
+    wait_for_pods(&server, ns, "app=web", 4, "busybox:1.37");
+    watch.assert_clean("set image");
+    assert_eq!(*max_total.lock().unwrap(), 5, "the rollout used its surge");
+    drop(watch);
+
+    let history = server.ok(&k, &["rollout", "history", "deploy/web", "-n", ns]);
+    assert_eq!(revisions(&history), ["1", "2"], "{history}");
+    let ev = events(&server, &k, ns);
+    assert!(ev.contains("Scaled down replica set web-"), "{ev}");
+
+    // undo: back to 1.36; the old ReplicaSet is reused and becomes revision 3.
+    let old_rs: BTreeSet<String> = replica_sets(&server, ns)
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    server.ok(&k, &["rollout", "undo", "deploy/web", "-n", ns]);
+    rollout_status(&server, &k, ns, "web");
+    wait_for_pods(&server, ns, "app=web", 4, "busybox:1.36");
+    let history = server.ok(&k, &["rollout", "history", "deploy/web", "-n", ns]);
+    assert_eq!(revisions(&history), ["2", "3"], "{history}");
+    let after_undo: BTreeSet<String> = replica_sets(&server, ns)
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    assert_eq!(after_undo, old_rs, "undo reuses the old ReplicaSet");
+    let d = deployment(&server, ns, "web");
+    assert_eq!(d.annotations()["deployment.kubernetes.io/revision"], "3");
+
+    // restart: a new ReplicaSet (the template gains restartedAt).
+    server.ok(&k, &["rollout", "restart", "deploy/web", "-n", ns]);
+    rollout_status(&server, &k, ns, "web");
+    let after_restart = replica_sets(&server, ns);
+    assert_eq!(after_restart.len(), 3, "restart made a new ReplicaSet");
+    let newest = after_restart
+        .iter()
+        .find(|r| {
+            r.annotations()
+                .get("deployment.kubernetes.io/revision")
+                .map(String::as_str)
+                == Some("4")
+        })
+        .expect("a revision 4 ReplicaSet");
+    assert!(newest
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .as_ref()
+        .unwrap()
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()
+        .contains_key("kubectl.kubernetes.io/restartedAt"));
+    wait_for_pods(&server, ns, "app=web", 4, "busybox:1.36");
+
+    // pause: a template change is observed but not rolled out; resume rolls it.
+    server.ok(&k, &["rollout", "pause", "deploy/web", "-n", ns]);
+    server.ok(
+        &k,
+        &[
+            "set",
+            "image",
+            "deploy/web",
+            "busybox=busybox:1.38",
+            "-n",
+            ns,
+        ],
+    );
+    eventually("the paused change is observed", DEADLINE, || {
+        let d = deployment(&server, ns, "web");
+        let status = d.status.clone()?;
+        let paused = status
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("DeploymentPaused"));
+        (paused && status.observed_generation >= d.metadata.generation).then_some(())
+    });
+    let images: Vec<String> = replica_sets(&server, ns)
+        .iter()
+        .map(|r| {
+            r.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .as_ref()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers[0]
+                .image
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        !images.contains(&"busybox:1.38".to_string()),
+        "no rollout while paused: {images:?}"
+    );
+    assert!(pods(&server, ns, "app=web")
+        .iter()
+        .all(|p| image_of(p) == "busybox:1.36"));
+    server.ok(&k, &["rollout", "resume", "deploy/web", "-n", ns]);
+    rollout_status(&server, &k, ns, "web");
+    wait_for_pods(&server, ns, "app=web", 4, "busybox:1.38");
+
+    // scale up and down.
+    server.ok(&k, &["scale", "deploy/web", "--replicas=6", "-n", ns]);
+    rollout_status(&server, &k, ns, "web");
+    wait_for_pods(&server, ns, "app=web", 6, "busybox:1.38");
+    server.ok(&k, &["scale", "deploy/web", "--replicas=2", "-n", ns]);
+    rollout_status(&server, &k, ns, "web");
+    wait_for_pods(&server, ns, "app=web", 2, "busybox:1.38");
+    let d = deployment(&server, ns, "web");
+    assert_eq!(d.status.as_ref().unwrap().replicas, Some(2));
+}
+
+// Recreate: old pods are gone before any new pod exists.
+#[test]
+fn recreate_never_runs_old_and_new_pods_together() {
+    let server = server();
+    let k = kubectl();
+    let ns = "recreate";
+    server.create_namespace(ns);
+    let _kubelet = simulate_pods(&server, ns);
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "db", "namespace": ns},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "db"}},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "busybox:1.36"}]}
+            }
+        }
+    });
+    server.ok_stdin(&k, &["create", "-f", "-"], &manifest.to_string());
+    rollout_status(&server, &k, ns, "db");
+    wait_for_pods(&server, ns, "app=db", 3, "busybox:1.36");
+
+    let watch = PodWatch::start(&server, ns, "app=db", |pods| {
+        // Terminating pods count: they may still be running.
+        let hashes: BTreeSet<&str> = pods
+            .values()
+            .filter_map(|p| p.labels().get("pod-template-hash").map(String::as_str))
+            .collect();
+        (hashes.len() > 1).then(|| {
+            format!(
+                "pods of {hashes:?} at once: {:?}",
+                pods.keys().collect::<Vec<_>>()
+            )
+        })
+    });
+    server.ok(
+        &k,
+        &["set", "image", "deploy/db", "db=busybox:1.37", "-n", ns],
+    );
+    rollout_status(&server, &k, ns, "db");
+    wait_for_pods(&server, ns, "app=db", 3, "busybox:1.37");
+    watch.assert_clean("recreate");
+    let ev = events(&server, &k, ns);
+    assert!(
+        ev.contains("Scaled down replica set db-") && ev.contains("to 0 from 3"),
+        "{ev}"
+    );
+}
+
+// progressDeadlineSeconds: a rollout that makes no progress fails `rollout status`.
+#[test]
+fn stuck_rollout_exceeds_its_progress_deadline() {
+    let server = server();
+    let k = kubectl();
+    let ns = "stuck";
+    server.create_namespace(ns);
+    let _kubelet = simulate_pods(&server, ns);
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "stuck", "namespace": ns},
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 2,
+            "selector": {"matchLabels": {"app": "stuck"}},
+            "template": {
+                "metadata": {"labels": {"app": "stuck", "kubelab.test/never-ready": "true"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+            }
+        }
+    });
+    server.ok_stdin(&k, &["create", "-f", "-"], &manifest.to_string());
+    let err = server.fails(
+        &k,
+        &[
+            "rollout",
+            "status",
+            "deploy/stuck",
+            "-n",
+            ns,
+            "--timeout=60s",
+        ],
+    );
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let d = deployment(&server, ns, "stuck");
+    let cond = d
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("False", Some("ProgressDeadlineExceeded"))
+    );
+    let available = deployment(&server, ns, "stuck")
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap();
+    assert_eq!(
+        available.reason.as_deref(),
+        Some("MinimumReplicasUnavailable")
+    );
+}
+
+// ReplicaSet: adopts an orphan with matching labels, releases a pod whose labels change,
+// deletes the surplus on scale-down.
+#[test]
+fn replicaset_adopts_orphans_and_releases_relabelled_pods() {
+    let server = server();
+    let k = kubectl();
+    let ns = "rs";
+    server.create_namespace(ns);
+    let _kubelet = simulate_pods(&server, ns);
+    server.ok(
+        &k,
+        &[
+            "run",
+            "orphan",
+            "--image=busybox",
+            "--labels=app=cache",
+            "-n",
+            ns,
+        ],
+    );
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "cache", "namespace": ns},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "cache"}},
+            "template": {
+                "metadata": {"labels": {"app": "cache"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+            }
+        }
+    });
+    server.ok_stdin(&k, &["create", "-f", "-"], &manifest.to_string());
+    let owned = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "ReplicaSet" && o.name == "cache" && o.controller == Some(true))
+    };
+    let adopted = eventually("the orphan is adopted and one pod added", DEADLINE, || {
+        let all = pods(&server, ns, "app=cache");
+        (all.len() == 2 && all.iter().all(owned) && all.iter().all(is_ready)).then_some(all)
+    });
+    assert!(adopted.iter().any(|p| p.name_any() == "orphan"));
+    let rs_status = eventually("the ReplicaSet reports 2 ready", DEADLINE, || {
+        let rs = replica_sets(&server, ns)
+            .into_iter()
+            .find(|r| r.name_any() == "cache")?;
+        let s = rs.status.clone()?;
+        (s.ready_replicas == Some(2) && s.available_replicas == Some(2)).then_some(rs)
+    });
+    let s = rs_status.status.unwrap();
+    assert_eq!(
+        (s.replicas, s.fully_labeled_replicas, s.observed_generation),
+        (2, Some(2), rs_status.metadata.generation)
+    );
+
+    // Relabel the adopted pod: released (owner reference removed) and replaced.
+    server.ok(
+        &k,
+        &[
+            "label",
+            "pod",
+            "orphan",
+            "app=other",
+            "--overwrite",
+            "-n",
+            ns,
+        ],
+    );
+    eventually(
+        "the relabelled pod is released and replaced",
+        DEADLINE,
+        || {
+            let released = pods(&server, ns, "app=other");
+            let kept = pods(&server, ns, "app=cache");
+            (released.len() == 1
+                && released[0]
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .next()
+                    .is_none()
+                && kept.len() == 2
+                && kept.iter().all(owned))
+            .then_some(())
+        },
+    );
+
+    // Scale down: one deleted, with an event.
+    server.ok(&k, &["scale", "rs/cache", "--replicas=1", "-n", ns]);
+    eventually("one pod left", DEADLINE, || {
+        (pods(&server, ns, "app=cache")
+            .iter()
+            .filter(|p| !terminating(p))
+            .count()
+            == 1)
+            .then_some(())
+    });
+    let ev = events(&server, &k, ns);
+    assert!(
+        ev.contains("SuccessfulDelete") && ev.contains("Deleted pod: cache-"),
+        "{ev}"
+    );
+    assert_eq!(
+        pods(&server, ns, "app=other").len(),
+        1,
+        "the released pod is left alone"
+    );
+}
