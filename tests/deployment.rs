@@ -1,5 +1,6 @@
-//! Deployment and ReplicaSet controllers, end to end: `kubelab server --fake-nodes 3` driven by
-//! real kubectl 1.32, with kube-rs watchers checking the rollout invariants at every pod event.
+//! Deployment and ReplicaSet controllers, end to end: `kubelab server --fake-nodes 3` (the
+//! scheduler binds, the simulated nodes run the pods) driven by real kubectl 1.32, with kube-rs
+//! watchers checking the rollout invariants at every pod event.
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::{eventually, Kubectl, TestServer};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
@@ -24,76 +25,6 @@ fn kubectl() -> Kubectl {
 
 fn server() -> TestServer {
     TestServer::start_args(&["--fake-nodes", "3"])
-}
-
-// ---- a stand-in kubelet ---------------------------------------------------------------------
-
-/// Until the simulated nodes run pods, this marks every pod of `ns` Running and Ready (unless
-/// it carries the label `kubelab.test/never-ready`), the way a kubelet would.
-struct PodSimulator(tokio::task::JoinHandle<()>);
-
-impl Drop for PodSimulator {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn simulate_pods(server: &TestServer, ns: &str) -> PodSimulator {
-    let ns = ns.to_string();
-    server.block_on(async {
-        let api: Api<Pod> = Api::namespaced(server.client().await, &ns);
-        PodSimulator(tokio::spawn(async move {
-            let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
-            while let Some(event) = events.next().await {
-                let pods = match event {
-                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![p],
-                    _ => continue,
-                };
-                for pod in pods {
-                    if pod.metadata.deletion_timestamp.is_some()
-                        || pod.labels().contains_key("kubelab.test/never-ready")
-                        || is_ready(&pod)
-                    {
-                        continue;
-                    }
-                    let containers: Vec<_> = pod
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.containers.iter())
-                        .map(|c| {
-                            json!({
-                                "name": c.name, "image": c.image, "imageID": "", "ready": true,
-                                "started": true, "restartCount": 0,
-                                "state": {"running": {"startedAt": now()}}
-                            })
-                        })
-                        .collect();
-                    let condition =
-                        |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now()});
-                    let patch = json!({"status": {
-                        "phase": "Running",
-                        "conditions": [condition("PodScheduled"), condition("Initialized"),
-                                       condition("ContainersReady"), condition("Ready")],
-                        "containerStatuses": containers,
-                        "startTime": now(),
-                    }});
-                    let _ = api
-                        .patch_status(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(patch),
-                        )
-                        .await;
-                }
-            }
-        }))
-    })
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -302,7 +233,6 @@ fn create_deployment_rolls_out_three_running_pods() {
     let k = kubectl();
     let ns = "create";
     server.create_namespace(ns);
-    let _kubelet = simulate_pods(&server, ns);
     server.ok(
         &k,
         &[
@@ -420,7 +350,6 @@ fn rolling_update_history_undo_restart_pause_and_scale() {
     let k = kubectl();
     let ns = "roll";
     server.create_namespace(ns);
-    let _kubelet = simulate_pods(&server, ns);
     let manifest = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": ns},
@@ -595,8 +524,12 @@ fn rolling_update_history_undo_restart_pause_and_scale() {
     server.ok(&k, &["scale", "deploy/web", "--replicas=2", "-n", ns]);
     rollout_status(&server, &k, ns, "web");
     wait_for_pods(&server, ns, "app=web", 2, "busybox:1.38");
-    let d = deployment(&server, ns, "web");
-    assert_eq!(d.status.as_ref().unwrap().replicas, Some(2));
+    // As upstream, `rollout status` may succeed before the scaled-down pods are counted out;
+    // the status follows.
+    eventually("the status counts 2 replicas", DEADLINE, || {
+        let status = deployment(&server, ns, "web").status?;
+        (status.replicas == Some(2) && status.available_replicas == Some(2)).then_some(())
+    });
 }
 
 // Recreate: old pods are gone before any new pod exists.
@@ -606,7 +539,6 @@ fn recreate_never_runs_old_and_new_pods_together() {
     let k = kubectl();
     let ns = "recreate";
     server.create_namespace(ns);
-    let _kubelet = simulate_pods(&server, ns);
     let manifest = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "db", "namespace": ns},
@@ -658,7 +590,6 @@ fn stuck_rollout_exceeds_its_progress_deadline() {
     let k = kubectl();
     let ns = "stuck";
     server.create_namespace(ns);
-    let _kubelet = simulate_pods(&server, ns);
     let manifest = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "stuck", "namespace": ns},
@@ -667,8 +598,12 @@ fn stuck_rollout_exceeds_its_progress_deadline() {
             "progressDeadlineSeconds": 2,
             "selector": {"matchLabels": {"app": "stuck"}},
             "template": {
-                "metadata": {"labels": {"app": "stuck", "kubelab.test/never-ready": "true"}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+                "metadata": {"labels": {"app": "stuck"}},
+                // A readiness gate nobody sets: the pods run but never turn Ready.
+                "spec": {
+                    "readinessGates": [{"conditionType": "kubelab.test/never"}],
+                    "containers": [{"name": "c", "image": "busybox"}]
+                }
             }
         }
     });
@@ -720,7 +655,6 @@ fn replicaset_adopts_orphans_and_releases_relabelled_pods() {
     let k = kubectl();
     let ns = "rs";
     server.create_namespace(ns);
-    let _kubelet = simulate_pods(&server, ns);
     server.ok(
         &k,
         &[
@@ -823,4 +757,89 @@ fn replicaset_adopts_orphans_and_releases_relabelled_pods() {
         1,
         "the released pod is left alone"
     );
+}
+
+// Acceptance 3: deleting a Deployment removes its ReplicaSets and pods (garbage collector);
+// --cascade=orphan leaves them; --cascade=foreground removes them before the Deployment.
+#[test]
+fn deleting_a_deployment_cascades_as_asked() {
+    let server = server();
+    let k = kubectl();
+    let ns = "cascade";
+    server.create_namespace(ns);
+    for name in ["bg", "fg", "orphan"] {
+        server.ok(
+            &k,
+            &[
+                "create",
+                "deployment",
+                name,
+                "--image=busybox",
+                "--replicas=2",
+                "-n",
+                ns,
+            ],
+        );
+    }
+    for name in ["bg", "fg", "orphan"] {
+        rollout_status(&server, &k, ns, name);
+    }
+    let replica_sets_of = |app: &str| -> Vec<ReplicaSet> {
+        replica_sets(&server, ns)
+            .into_iter()
+            .filter(|r| r.labels().get("app").map(String::as_str) == Some(app))
+            .collect()
+    };
+
+    server.ok(&k, &["delete", "deploy", "bg", "-n", ns]);
+    eventually(
+        "background: ReplicaSet and pods collected",
+        DEADLINE,
+        || {
+            (replica_sets_of("bg").is_empty() && pods(&server, ns, "app=bg").is_empty())
+                .then_some(())
+        },
+    );
+
+    // kubectl waits until the Deployment is gone; by then its ReplicaSet must be gone too.
+    server.ok(
+        &k,
+        &["delete", "deploy", "fg", "--cascade=foreground", "-n", ns],
+    );
+    assert!(
+        replica_sets_of("fg").is_empty(),
+        "foreground: the ReplicaSet went first"
+    );
+    eventually("foreground: pods collected", DEADLINE, || {
+        pods(&server, ns, "app=fg").is_empty().then_some(())
+    });
+
+    server.ok(
+        &k,
+        &["delete", "deploy", "orphan", "--cascade=orphan", "-n", ns],
+    );
+    let orphaned = eventually(
+        "orphan: the ReplicaSet stays, without owner",
+        DEADLINE,
+        || {
+            let rss = replica_sets_of("orphan");
+            (rss.len() == 1
+                && rss[0]
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .next()
+                    .is_none())
+            .then_some(rss)
+        },
+    );
+    let live = pods(&server, ns, "app=orphan");
+    assert_eq!(live.len(), 2, "orphan: the pods stay");
+    assert!(live.iter().all(|p| p
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.name == orphaned[0].name_any())));
 }
