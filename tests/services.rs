@@ -1018,6 +1018,20 @@ fn load_balancer_services_carry_the_cleanup_finalizer() {
             .then_some(())
         },
     );
+    let events = server.ok(
+        &k,
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            "reason=DeletedLoadBalancer",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(events.lines().count(), 1, "{events}");
     // Back to LoadBalancer, then deleted: the delete completes.
     server.ok(
         &k,

@@ -9,11 +9,11 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use crate::statefulset::events::Events;
 use crate::{Context, Error, ERROR_REQUEUE};
 
 /// The finalizer a LoadBalancer Service carries until its load balancer is cleaned up.
@@ -21,18 +21,12 @@ pub const LOAD_BALANCER_CLEANUP_FINALIZER: &str = "service.kubernetes.io/load-ba
 
 struct State {
     client: kube::Client,
-    recorder: Recorder,
+    events: Events,
 }
 
 pub async fn run(ctx: Context) {
     let services: Api<Service> = Api::all(ctx.client.clone());
-    let recorder = Recorder::new(
-        ctx.client.clone(),
-        Reporter {
-            controller: "service-lb-controller".into(),
-            instance: None,
-        },
-    );
+    let events = Events::new(ctx.client.clone(), "service-controller");
     Controller::new(services, watcher::Config::default())
         .run(
             reconcile,
@@ -42,7 +36,7 @@ pub async fn run(ctx: Context) {
             },
             Arc::new(State {
                 client: ctx.client,
-                recorder,
+                events,
             }),
         )
         .for_each(|result| {
@@ -115,13 +109,14 @@ async fn reconcile(svc: Arc<Service>, state: Arc<State>) -> Result<Action, Error
         }
         return Ok(Action::await_change());
     }
-    publish(
-        &state,
-        &reference,
-        "DeletingLoadBalancer",
-        "Deleting load balancer",
-    )
-    .await;
+    state
+        .events
+        .normal(
+            &reference,
+            "DeletingLoadBalancer",
+            "Deleting load balancer".into(),
+        )
+        .await;
     if has_ingress(&svc) {
         let clear = json!({"status": {"loadBalancer": {"ingress": null}}});
         match api
@@ -157,32 +152,15 @@ async fn reconcile(svc: Arc<Service>, state: Arc<State>) -> Result<Action, Error
         Err(e) => return Err(e.into()),
     }
     tracing::info!(namespace = %ns, service = %name, "load balancer cleaned up");
-    publish(
-        &state,
-        &reference,
-        "DeletedLoadBalancer",
-        "Deleted load balancer",
-    )
-    .await;
+    state
+        .events
+        .normal(
+            &reference,
+            "DeletedLoadBalancer",
+            "Deleted load balancer".into(),
+        )
+        .await;
     Ok(Action::await_change())
-}
-
-async fn publish(
-    state: &State,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    reason: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = state.recorder.publish(&event, reference).await {
-        tracing::debug!(error = %e, reason, "cannot publish event");
-    }
 }
 
 #[cfg(test)]
