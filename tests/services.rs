@@ -1178,3 +1178,124 @@ fn endpoints_of_pods_scheduled_on_simulated_nodes() {
     // A namespace with a Service, its Endpoints and slices, and running pods goes away.
     server.ok(&k, &["delete", "namespace", ns, "--timeout=30s"]);
 }
+
+/// IPs of the Running pods matching `selector`.
+fn running_pod_ips(server: &TestServer, k: &Kubectl, ns: &str, selector: &str) -> BTreeSet<String> {
+    get_json(server, k, &["pods", "-n", ns, "-l", selector])
+        .map(|pods| {
+            pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the Endpoints and the EndpointSlices of `svc` hold exactly the `n` Running pods
+/// of `selector`, all ready.
+fn wait_service_backends(
+    server: &TestServer,
+    k: &Kubectl,
+    ns: &str,
+    svc: &str,
+    selector: &str,
+    n: usize,
+) {
+    eventually(
+        &format!("{ns}/{svc} backed by exactly its {n} running pods"),
+        Duration::from_secs(30),
+        || {
+            let pods = running_pod_ips(server, k, ns, selector);
+            if pods.len() != n {
+                return None;
+            }
+            let ep = get_json(server, k, &["endpoints", svc, "-n", ns])?;
+            let slice_ready: BTreeSet<String> = slice_endpoints(server, k, ns, svc)
+                .into_iter()
+                .filter(|(_, c)| *c == READY)
+                .map(|(ip, _)| ip)
+                .collect();
+            (endpoints_addresses(&ep) == (pods.clone(), BTreeSet::new()) && slice_ready == pods)
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn service_of_a_deployment_follows_scaling_and_its_namespace_deletes() {
+    let (server, k) = start();
+    let ns = "shop";
+    server.ok(&k, &["create", "namespace", ns]);
+    server.ok(
+        &k,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "--image=busybox",
+            "--replicas=3",
+            "--port=8080",
+        ],
+    );
+    server.ok(
+        &k,
+        &[
+            "expose",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "--port=80",
+            "--target-port=8080",
+        ],
+    );
+    server.ok(
+        &k,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            ns,
+            "--timeout=60s",
+        ],
+    );
+    wait_service_backends(&server, &k, ns, "web", "app=web", 3);
+
+    server.ok(
+        &k,
+        &["scale", "deployment", "web", "-n", ns, "--replicas=5"],
+    );
+    server.ok(
+        &k,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            ns,
+            "--timeout=60s",
+        ],
+    );
+    wait_service_backends(&server, &k, ns, "web", "app=web", 5);
+
+    server.ok(
+        &k,
+        &["scale", "deployment", "web", "-n", ns, "--replicas=1"],
+    );
+    wait_service_backends(&server, &k, ns, "web", "app=web", 1);
+
+    // Deleting the namespace removes the Deployment, its ReplicaSets and pods, the Service and
+    // its Endpoints and slices, and completes.
+    server.ok(&k, &["delete", "namespace", ns, "--timeout=60s"]);
+    assert!(server
+        .kubectl(&k, &["get", "namespace", ns])
+        .stderr
+        .contains("NotFound"));
+}
