@@ -90,6 +90,15 @@ fn pods_per_node(
     counts
 }
 
+/// The REVISION column of `kubectl rollout history`.
+fn revision_numbers(history: &str) -> Vec<&str> {
+    history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| c.parse::<u32>().is_ok())
+        .collect()
+}
+
 fn per_node(entries: &[(&str, usize)]) -> BTreeMap<String, usize> {
     entries.iter().map(|(n, c)| (n.to_string(), *c)).collect()
 }
@@ -311,6 +320,30 @@ fn daemonset_runs_one_pod_per_eligible_node() {
         &["rollout", "status", "ds/agent", "-n", "ds", ROLLOUT_TIMEOUT],
     );
 
+    let events = json(
+        &server,
+        &k,
+        &[
+            "get",
+            "events",
+            "-n",
+            "ds",
+            "--field-selector",
+            "involvedObject.kind=DaemonSet,involvedObject.name=agent,reason=SuccessfulCreate",
+        ],
+    );
+    let messages: Vec<String> = items(&events)
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !messages.is_empty()
+            && messages
+                .iter()
+                .all(|m| m.starts_with("Created pod: agent-")),
+        "SuccessfulCreate events: {messages:?}"
+    );
+
     // Rolling update by ControllerRevision, then back.
     server.ok(
         &k,
@@ -333,12 +366,11 @@ fn daemonset_runs_one_pod_per_eligible_node() {
         );
     }
     let history = server.ok(&k, &["rollout", "history", "ds/agent", "-n", "ds"]);
-    let revisions: Vec<&str> = history
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| c.parse::<u32>().is_ok())
-        .collect();
-    assert_eq!(revisions, ["1", "2"], "rollout history:\n{history}");
+    assert_eq!(
+        revision_numbers(&history),
+        ["1", "2"],
+        "rollout history:\n{history}"
+    );
     server.ok(&k, &["rollout", "undo", "ds/agent", "-n", "ds"]);
     server.ok(
         &k,
@@ -354,6 +386,44 @@ fn daemonset_runs_one_pod_per_eligible_node() {
             && pods
                 .iter()
                 .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36"))
+        .then_some(())
+    });
+
+    // Surging: the new pod starts beside the old one, which goes once the new one is available.
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "ds/agent",
+            "-n",
+            "ds",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+        ],
+    );
+    server.ok(
+        &k,
+        &["rollout", "status", "ds/agent", "-n", "ds", ROLLOUT_TIMEOUT],
+    );
+    server.ok(
+        &k,
+        &["set", "image", "ds/agent", "agent=busybox:1.37", "-n", "ds"],
+    );
+    server.ok(
+        &k,
+        &["rollout", "status", "ds/agent", "-n", "ds", ROLLOUT_TIMEOUT],
+    );
+    eventually("one busybox:1.37 agent pod per node", SETTLE, || {
+        let pods = items(&json(
+            &server,
+            &k,
+            &["get", "pods", "-n", "ds", "-l", "app=agent"],
+        ));
+        (pods.len() == 2
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"))
         .then_some(())
     });
 }
@@ -646,6 +716,24 @@ fn statefulset_starts_and_stops_in_order_with_bound_claims() {
         );
     }
 
+    let events = server.ok(
+        &k,
+        &[
+            "get",
+            "events",
+            "-n",
+            "sts",
+            "--field-selector",
+            "involvedObject.kind=StatefulSet,involvedObject.name=web",
+        ],
+    );
+    for message in [
+        "create Claim www-web-0 Pod web-0 in StatefulSet web success",
+        "create Pod web-2 in StatefulSet web successful",
+    ] {
+        assert!(events.contains(message), "no event {message:?}:\n{events}");
+    }
+
     // Scale down: web-2 goes first, web-1 only once web-2 is gone; the claims stay.
     server.ok(&k, &["scale", "sts/web", "-n", "sts", "--replicas=1"]);
     server.ok(
@@ -697,6 +785,12 @@ fn statefulset_starts_and_stops_in_order_with_bound_claims() {
             Seen::Terminating("web-0".into())
         ]
     );
+    let history = server.ok(&k, &["rollout", "history", "sts/web", "-n", "sts"]);
+    assert_eq!(
+        revision_numbers(&history),
+        ["1", "2"],
+        "rollout history:\n{history}"
+    );
     let sts = json(&server, &k, &["get", "sts", "web", "-n", "sts"]);
     let status = &sts["status"];
     assert_eq!(
@@ -716,6 +810,138 @@ fn statefulset_starts_and_stops_in_order_with_bound_claims() {
             status["updateRevision"]
         );
     }
+}
+
+const DB_STS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+  namespace: par
+spec:
+  serviceName: db
+  replicas: 3
+  podManagementPolicy: Parallel
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate: {partition: 2}
+  persistentVolumeClaimRetentionPolicy: {whenScaled: Delete, whenDeleted: Retain}
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: db
+        image: postgres:16
+        volumeMounts:
+        - {name: data, mountPath: /var/lib/postgresql/data}
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 10Mi
+"#;
+
+/// Pod name -> image of its first container.
+fn images(server: &TestServer, k: &Kubectl, ns: &str, selector: &str) -> BTreeMap<String, String> {
+    items(&json(server, k, &["get", "pods", "-n", ns, "-l", selector]))
+        .iter()
+        .map(|p| {
+            let image = p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default();
+            (name(p), image.to_owned())
+        })
+        .collect()
+}
+
+// Parallel pod management, a partitioned rolling update, and claims deleted on scale-down.
+#[test]
+fn statefulset_parallel_partitioned_update_and_claim_retention() {
+    let server = cluster();
+    let k = Kubectl::new("1.32");
+    server.create_namespace("par");
+    server.ok_stdin(&k, &["apply", "-f", "-"], DB_STS);
+    server.ok(
+        &k,
+        &["rollout", "status", "sts/db", "-n", "par", ROLLOUT_TIMEOUT],
+    );
+    let claims = items(&json(&server, &k, &["get", "pvc", "-n", "par"]));
+    assert_eq!(
+        claims.iter().map(name).collect::<Vec<_>>(),
+        ["data-db-0", "data-db-1", "data-db-2"]
+    );
+
+    // Only ordinals at or above the partition move to the new revision.
+    server.ok(
+        &k,
+        &["set", "image", "sts/db", "db=postgres:17", "-n", "par"],
+    );
+    let out = server.ok(
+        &k,
+        &["rollout", "status", "sts/db", "-n", "par", ROLLOUT_TIMEOUT],
+    );
+    assert!(
+        out.contains("partitioned roll out complete: 1 new pods have been updated"),
+        "{out}"
+    );
+    let expected: BTreeMap<String, String> = [
+        ("db-0", "postgres:16"),
+        ("db-1", "postgres:16"),
+        ("db-2", "postgres:17"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    eventually("only db-2 updated", SETTLE, || {
+        (images(&server, &k, "par", "app=db") == expected).then_some(())
+    });
+    let status = json(&server, &k, &["get", "sts", "db", "-n", "par"])["status"].clone();
+    assert_eq!(status["updatedReplicas"], 1, "{status}");
+    assert_eq!(status["currentReplicas"], 2, "{status}");
+    assert_ne!(
+        status["currentRevision"], status["updateRevision"],
+        "{status}"
+    );
+
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "sts/db",
+            "-n",
+            "par",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+        ],
+    );
+    server.ok(
+        &k,
+        &["rollout", "status", "sts/db", "-n", "par", ROLLOUT_TIMEOUT],
+    );
+    let status = eventually("every pod on the update revision", SETTLE, || {
+        let status = json(&server, &k, &["get", "sts", "db", "-n", "par"])["status"].clone();
+        (status["updatedReplicas"] == 3 && status["currentRevision"] == status["updateRevision"])
+            .then_some(status)
+    });
+    assert_eq!(status["currentReplicas"], 3, "{status}");
+    let all = images(&server, &k, "par", "app=db");
+    assert!(all.values().all(|i| i == "postgres:17"), "{all:?}");
+
+    // whenScaled: Delete removes the claims of the removed ordinals.
+    server.ok(&k, &["scale", "sts/db", "-n", "par", "--replicas=1"]);
+    eventually("claims of db-1 and db-2 deleted", SETTLE, || {
+        let claims = items(&json(&server, &k, &["get", "pvc", "-n", "par"]));
+        (claims.iter().map(name).collect::<Vec<_>>() == ["data-db-0"]).then_some(())
+    });
+    let pods = images(&server, &k, "par", "app=db");
+    assert_eq!(pods.keys().collect::<Vec<_>>(), ["db-0"]);
 }
 
 // Claims outside StatefulSets: a pre-created volume binds at once (Immediate), a `standard`
