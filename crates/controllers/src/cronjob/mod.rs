@@ -308,7 +308,11 @@ impl Sync<'_> {
             .await
         {
             Ok(_) => {}
-            Err(e) if support::is_not_found(&e) => {}
+            Err(e) if support::is_not_found(&e) => {
+                // Someone else deleted it: nothing to report.
+                remove_from_active(cj, job.uid().as_deref().unwrap_or(""));
+                return true;
+            }
             Err(e) => {
                 self.state
                     .events
