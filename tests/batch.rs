@@ -357,11 +357,6 @@ fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
             r#""kubelab.dev/fake-duration": "1h""#,
         ),
     );
-    server.ok_stdin(
-        &k,
-        &["apply", "-n", ns, "-f", "-"],
-        &job_yaml("short", "  ttlSecondsAfterFinished: 3", ""),
-    );
 
     server.ok(
         &k,
@@ -401,6 +396,12 @@ fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
         .then_some(())
     });
 
+    // A finished Job with a TTL goes away that long after it finished.
+    server.ok_stdin(
+        &k,
+        &["apply", "-n", ns, "-f", "-"],
+        &job_yaml("short", "  ttlSecondsAfterFinished: 5", ""),
+    );
     server.ok(
         &k,
         &[
@@ -429,9 +430,66 @@ fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
     );
     let waited = k8s_openapi::jiff::Timestamp::now().as_second() - completed.as_second();
     assert!(
-        waited >= 2,
+        waited >= 4,
         "job deleted {waited}s after completing, before its TTL"
     );
+    // Its pods go with it (background propagation through the garbage collector).
+    eventually("the pods of job short are gone", SOON, || {
+        per_item(
+            &server,
+            &k,
+            ns,
+            &["pods", "-l", "job-name=short"],
+            ".status.phase",
+        )
+        .is_empty()
+        .then_some(())
+    });
+
+    // Deleting running Jobs takes their pods along, tracking finalizers and all.
+    for job in ["bg", "fg"] {
+        server.ok_stdin(
+            &k,
+            &["apply", "-n", ns, "-f", "-"],
+            &job_yaml(
+                job,
+                "  parallelism: 2\n  completions: 2",
+                r#""kubelab.dev/fake-duration": "1h""#,
+            ),
+        );
+    }
+    for job in ["bg", "fg"] {
+        let selector = format!("job-name={job}");
+        eventually(&format!("job {job} runs 2 pods"), SOON, || {
+            let phases = per_item(&server, &k, ns, &["pods", "-l", &selector], ".status.phase");
+            (phases.len() == 2 && phases.values().all(|p| p == "Running")).then_some(())
+        });
+    }
+    server.ok(&k, &["delete", "job", "bg", "-n", ns, "--wait=false"]);
+    server.ok(
+        &k,
+        &[
+            "delete",
+            "job",
+            "fg",
+            "-n",
+            ns,
+            "--cascade=foreground",
+            "--timeout=60s",
+        ],
+    );
+    for job in ["bg", "fg"] {
+        let selector = format!("job-name={job}");
+        eventually(
+            &format!("the pods of deleted job {job} are gone"),
+            SOON,
+            || {
+                per_item(&server, &k, ns, &["pods", "-l", &selector], ".status.phase")
+                    .is_empty()
+                    .then_some(())
+            },
+        );
+    }
 }
 
 #[test]

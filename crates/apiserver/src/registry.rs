@@ -589,6 +589,19 @@ impl Registry {
         }
         if !object::finalizers(obj).is_empty() {
             if deleting {
+                // A grace-0 delete still shortens a terminating pod's grace period (as
+                // upstream), so the pod goes away as soon as its finalizers do.
+                let shortens = rt.plural == "pods"
+                    && rt.group.is_empty()
+                    && opts.grace_period_seconds == Some(0)
+                    && object::metadata(obj)
+                        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                        .and_then(Value::as_i64)
+                        .is_some_and(|g| g > 0);
+                if shortens {
+                    mark_deleting(obj, &now, 0);
+                    return Some(true);
+                }
                 return Some(false);
             }
             mark_deleting(obj, &now, 0);
@@ -1180,5 +1193,34 @@ mod tests {
             .await
             .unwrap();
         assert!(deleted);
+    }
+
+    #[tokio::test]
+    async fn grace_zero_delete_of_a_terminating_pod_with_finalizers() {
+        let reg = registry().await;
+        let pods = rt("", "pods");
+        let pod = json!({"metadata": {"name": "p", "finalizers": ["example.com/hold"]}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}});
+        reg.create(pods, Some("default"), pod, false).await.unwrap();
+        let zero = DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..DeleteOptions::default()
+        };
+        reg.delete(pods, Some("default"), "p", &DeleteOptions::default())
+            .await
+            .unwrap();
+        let (obj, deleted) = reg.delete(pods, Some("default"), "p", &zero).await.unwrap();
+        assert!(!deleted);
+        assert_eq!(obj["metadata"]["deletionGracePeriodSeconds"], 0);
+        reg.update(pods, Some("default"), "p", None, false, |cur| {
+            let mut n = cur.clone();
+            n["metadata"]["finalizers"] = json!([]);
+            Ok(n)
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            reg.get(pods, Some("default"), "p").await,
+            Err(ApiError::NotFound { .. })
+        ));
     }
 }
