@@ -49,6 +49,10 @@ pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 const TRACKER_PATIENCE: Duration = Duration::from_secs(10);
 /// Retry delay while the EndpointSlice store lags behind our own writes.
 const STALE_REQUEUE: Duration = Duration::from_millis(100);
+/// After writing a Service's Endpoints or slices, further changes wait this long and go out
+/// together (upstream's `--endpoint-updates-batch-period`): a rollout of thousands of pods
+/// writes a few times a second, not once per pod.
+const UPDATES_BATCH_PERIOD: Duration = Duration::from_millis(250);
 
 /// (namespace, Service, managed-by): the slices one controller role keeps for one Service.
 type SliceSetKey = (String, String, &'static str);
@@ -59,6 +63,28 @@ struct State {
     endpoints: Store<Endpoints>,
     slices: Store<EndpointSlice>,
     tracker: Mutex<SliceTracker>,
+    last_write: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl State {
+    fn note_write(&self, namespace: &str, service: &str) {
+        self.last_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_string(), service.to_string()), Instant::now());
+    }
+
+    /// How long changes to this Service must still wait for the current batch period.
+    fn batch_delay(&self, namespace: &str, service: &str) -> Option<Duration> {
+        let mut writes = self.last_write.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), service.to_string());
+        let elapsed = writes.get(&key)?.elapsed();
+        if elapsed >= UPDATES_BATCH_PERIOD {
+            writes.remove(&key);
+            return None;
+        }
+        Some(UPDATES_BATCH_PERIOD - elapsed)
+    }
 }
 
 pub async fn run(ctx: Context) {
@@ -73,6 +99,7 @@ pub async fn run(ctx: Context) {
         endpoints,
         slices,
         tracker: Mutex::new(SliceTracker::default()),
+        last_write: Mutex::new(HashMap::new()),
     });
 
     let service_events = reflector::reflector(
@@ -223,6 +250,11 @@ fn service_deleted(state: &Arc<State>, svc: &Service) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .forget(&ns, &name);
+    state
+        .last_write
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(ns.clone(), name.clone()));
     let client = state.client.clone();
     tokio::spawn(async move {
         let api: Api<Endpoints> = Api::namespaced(client, &ns);
@@ -397,6 +429,9 @@ async fn reconcile(svc: Arc<Service>, state: Arc<State>) -> Result<Action, Error
         return Ok(a.or(b).unwrap_or_else(Action::await_change));
     };
     let ns = svc.namespace().unwrap_or_default();
+    if let Some(wait) = state.batch_delay(&ns, &svc.name_any()) {
+        return Ok(Action::requeue(wait));
+    }
     let pods: Vec<Arc<Pod>> = state.pods.state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(ns.as_str()) && selects(selector, p.labels())
     });
@@ -465,6 +500,7 @@ async fn sync_endpoints(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Resu
         return match api.create(&PostParams::default(), &ep).await {
             Ok(_) => {
                 tracing::debug!(namespace = %ns, service = %name, "created Endpoints");
+                state.note_write(&ns, &name);
                 Ok(())
             }
             // Namespace going away: nothing to do.
@@ -494,6 +530,7 @@ async fn sync_endpoints(state: &State, svc: &Service, pods: &[Arc<Pod>]) -> Resu
     match api.replace(&name, &PostParams::default(), &next).await {
         Ok(_) => {
             tracing::debug!(namespace = %ns, service = %name, "updated Endpoints");
+            state.note_write(&ns, &name);
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
@@ -635,6 +672,7 @@ async fn apply_slice_op(
     op: SliceOp,
 ) -> Result<(), Error> {
     let track = |name: String, expect: Expect| {
+        state.note_write(&key.0, &key.1);
         state
             .tracker
             .lock()
