@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{eventually, Kubectl, TestServer};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 
 /// Upper bound for anything a controller should do in a few seconds.
@@ -83,7 +83,7 @@ fn has_condition(conds: &[(String, String, String, String)], type_: &str, reason
         .any(|(t, s, r, _)| t == type_ && s == "True" && r == reason)
 }
 
-/// events.k8s.io Events about `name` in `ns`, as (reason, note).
+/// core/v1 Events about `name` in `ns` (what `kubectl describe` shows), as (reason, message).
 fn events_about(server: &TestServer, ns: &str, name: &str) -> Vec<(String, String)> {
     server.block_on(async {
         let api: Api<Event> = Api::namespaced(server.client().await, ns);
@@ -92,8 +92,8 @@ fn events_about(server: &TestServer, ns: &str, name: &str) -> Vec<(String, Strin
             .expect("list events")
             .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
             .collect()
     })
 }
@@ -243,6 +243,11 @@ fn job_completes_with_at_most_parallelism_pods_active() {
             .iter()
             .any(|(r, n)| r == "Completed" && n == "Job completed"),
         "{events:?}"
+    );
+    let described = server.ok(&k, &["describe", "job", "par", "-n", ns]);
+    assert!(
+        described.contains("SuccessfulCreate") && described.contains("Job completed"),
+        "{described}"
     );
 }
 

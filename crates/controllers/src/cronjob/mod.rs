@@ -324,9 +324,8 @@ impl Sync<'_> {
         remove_from_active(cj, job.uid().as_deref().unwrap_or(""));
         self.state
             .events
-            .normal_about(
+            .normal(
                 &self.reference,
-                job.object_ref(&()),
                 "SuccessfulDelete",
                 format!("Deleted job {}", job.name_any()),
             )
@@ -362,9 +361,8 @@ impl Sync<'_> {
                 remove_from_active(cj, &uid);
                 self.state
                     .events
-                    .normal_about(
+                    .normal(
                         &self.reference,
-                        job.object_ref(&()),
                         "SawCompletedJob",
                         format!(
                             "Saw completed job: {}, condition: {}",
@@ -574,9 +572,8 @@ impl Sync<'_> {
             Ok(job) => {
                 self.state
                     .events
-                    .normal_about(
+                    .normal(
                         &self.reference,
-                        job.object_ref(&()),
                         "SuccessfulCreate",
                         format!("Created job {name}"),
                     )

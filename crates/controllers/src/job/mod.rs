@@ -855,9 +855,8 @@ impl<'a> Sync<'a> {
                         created += 1;
                         self.state
                             .events
-                            .normal_about(
+                            .normal(
                                 &self.reference,
-                                pod.object_ref(&()),
                                 "SuccessfulCreate",
                                 format!("Created pod: {}", pod.name_any()),
                             )
@@ -964,9 +963,8 @@ impl<'a> Sync<'a> {
                     if existed {
                         self.state
                             .events
-                            .normal_about(
+                            .normal(
                                 &self.reference,
-                                pod.object_ref(&()),
                                 "SuccessfulDelete",
                                 format!("Deleted pod: {}", pod.name_any()),
                             )

@@ -4,71 +4,12 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-/// Publishes Events for one controller; a failure to publish is logged, never fatal.
-#[derive(Clone)]
-pub(crate) struct Events {
-    recorder: Recorder,
-}
-
-impl Events {
-    pub(crate) fn new(client: kube::Client, controller: &str) -> Self {
-        let reporter = Reporter {
-            controller: controller.to_string(),
-            instance: None,
-        };
-        Events {
-            recorder: Recorder::new(client, reporter),
-        }
-    }
-
-    pub(crate) async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, None, EventType::Normal, reason, note)
-            .await;
-    }
-
-    pub(crate) async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(regarding, None, EventType::Warning, reason, note)
-            .await;
-    }
-
-    /// An event about `regarding` that concerns `related` too (a pod the Job created, a Job the
-    /// CronJob deleted). Events are aggregated per (regarding, related, reason), so naming the
-    /// related object keeps one event per pod or Job instead of a series with the first note.
-    pub(crate) async fn normal_about(
-        &self,
-        regarding: &ObjectReference,
-        related: ObjectReference,
-        reason: &str,
-        note: String,
-    ) {
-        self.publish(regarding, Some(related), EventType::Normal, reason, note)
-            .await;
-    }
-
-    async fn publish(
-        &self,
-        regarding: &ObjectReference,
-        related: Option<ObjectReference>,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: related,
-        };
-        if let Err(e) = self.recorder.publish(&event, regarding).await {
-            tracing::debug!(error = %e, reason, "cannot publish event");
-        }
-    }
-}
+/// Events go out as core/v1 Events (what `kubectl describe` reads), through the workload
+/// controllers' publisher.
+pub(crate) use crate::statefulset::events::Events;
 
 /// A label selector as a `labelSelector` query value; None when it selects nothing (a nil
 /// selector, or an operator the API does not define).
