@@ -974,6 +974,31 @@ fn pdb_status_follows_pods_and_drain_respects_it() {
         .contains("NotFound"));
     wait_pdb(&server, &k, ns, "3/3/3/0/2/InsufficientPods");
 
+    // A running pod counts as healthy only once it is Ready (here: its readiness gate).
+    let gated = pod_on("e", "fake-node-3").replace(
+        "  containers:",
+        "  readinessGates:\n  - conditionType: kubelab.test/gate\n  containers:",
+    );
+    server.ok_stdin(&k, &["apply", "-n", ns, "-f", "-"], &gated);
+    eventually("pod e runs", SOON, || {
+        (get(&server, &k, ns, "pod/e", ".status.phase") == "Running").then_some(())
+    });
+    wait_pdb(&server, &k, ns, "4/3/3/0/2/InsufficientPods");
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "pod",
+            "e",
+            "-n",
+            ns,
+            "--subresource=status",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"kubelab.test/gate","status":"True"}]}}"#,
+        ],
+    );
+    wait_pdb(&server, &k, ns, "4/4/3/1/2/SufficientPods");
+
     // Percentages scale with the pods' controllers; bare pods have none.
     server.ok(&k, &["patch", "pdb", "web", "-n", ns, "--type=json", "-p",
         r#"[{"op":"remove","path":"/spec/minAvailable"},{"op":"add","path":"/spec/maxUnavailable","value":"50%"}]"#]);
