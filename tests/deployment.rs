@@ -413,8 +413,30 @@ fn rolling_update_history_undo_restart_pause_and_scale() {
     assert_eq!(*max_total.lock().unwrap(), 5, "the rollout used its surge");
     drop(watch);
 
-    let history = server.ok(&k, &["rollout", "history", "deploy/web", "-n", ns]);
+    // The change cause annotated on the Deployment is copied to its current ReplicaSet.
+    server.ok(
+        &k,
+        &[
+            "annotate",
+            "deploy/web",
+            "kubernetes.io/change-cause=image 1.37",
+            "-n",
+            ns,
+        ],
+    );
+    let history = eventually("rollout history shows the change cause", DEADLINE, || {
+        let out = server.ok(&k, &["rollout", "history", "deploy/web", "-n", ns]);
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["2", "image", "1.37"])
+            .then_some(out)
+    });
     assert_eq!(revisions(&history), ["1", "2"], "{history}");
+    assert!(
+        history
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "<none>"]),
+        "{history}"
+    );
     let ev = events(&server, &k, ns);
     assert!(ev.contains("Scaled down replica set web-"), "{ev}");
 

@@ -21,12 +21,15 @@
 mod rollout;
 mod util;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -40,6 +43,7 @@ use crate::replicaset::ownership::controller_of;
 use crate::{Context, Error, ERROR_REQUEUE};
 
 const COMPONENT: &str = "deployment-controller";
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 /// How soon a write that lost an optimistic-concurrency race is retried.
 const CONFLICT_REQUEUE: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -60,16 +64,17 @@ pub async fn run(ctx: Context) {
         client: client.clone(),
         recorder: EventRecorder::new(client.clone(), COMPONENT),
     });
+    // Only owner references and labels route events: metadata-only watches are enough.
     controller
         .watches(
-            Api::<ReplicaSet>::all(client.clone()),
+            Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
             watcher::Config::default(),
-            move |rs| deployments_for_replica_set(&for_replica_sets, &rs),
+            move |rs| deployments_for_replica_set(&for_replica_sets, &rs.metadata),
         )
         .watches(
-            Api::<Pod>::all(client),
+            Api::<PartialObjectMeta<Pod>>::all(client),
             watcher::Config::default(),
-            move |pod| recreate_deployments_for_pod(&for_pods, &pod),
+            move |pod| recreate_deployments_for_pod(&for_pods, &pod.metadata),
         )
         .run(reconcile, error_policy, state)
         .for_each(|result| {
@@ -89,7 +94,7 @@ fn selector_of(d: &Deployment) -> Option<Selector> {
 fn matching_deployments<'a>(
     store: &'a Store<Deployment>,
     ns: &'a str,
-    labels: &'a std::collections::BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
 ) -> impl Iterator<Item = Arc<Deployment>> + 'a {
     store
         .state_filter(move |d| d.namespace().as_deref() == Some(ns))
@@ -101,16 +106,16 @@ fn matching_deployments<'a>(
 /// Deployment whose selector matches it (it may be adopted).
 fn deployments_for_replica_set(
     store: &Store<Deployment>,
-    rs: &ReplicaSet,
+    rs: &ObjectMeta,
 ) -> Vec<ObjectRef<Deployment>> {
-    let ns = rs.namespace().unwrap_or_default();
-    if let Some(owner) = controller_of(&rs.metadata) {
+    let ns = rs.namespace.clone().unwrap_or_default();
+    if let Some(owner) = controller_of(rs) {
         if owner.kind == "Deployment" && owner.api_version.starts_with("apps/") {
             return vec![ObjectRef::new(&owner.name).within(&ns)];
         }
         return vec![];
     }
-    matching_deployments(store, &ns, rs.labels())
+    matching_deployments(store, &ns, rs.labels.as_ref().unwrap_or(&NO_LABELS))
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()
 }
@@ -118,13 +123,13 @@ fn deployments_for_replica_set(
 /// Pod events matter to Recreate Deployments only: they wait for the old pods to be gone.
 fn recreate_deployments_for_pod(
     store: &Store<Deployment>,
-    pod: &Pod,
+    pod: &ObjectMeta,
 ) -> Vec<ObjectRef<Deployment>> {
-    if controller_of(&pod.metadata).is_none_or(|o| o.kind != "ReplicaSet") {
+    if controller_of(pod).is_none_or(|o| o.kind != "ReplicaSet") {
         return vec![];
     }
-    let ns = pod.namespace().unwrap_or_default();
-    matching_deployments(store, &ns, pod.labels())
+    let ns = pod.namespace.clone().unwrap_or_default();
+    matching_deployments(store, &ns, pod.labels.as_ref().unwrap_or(&NO_LABELS))
         .filter(|d| util::is_recreate(d))
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()

@@ -64,16 +64,12 @@ impl<'a> Rollout<'a> {
             .try_into()
             .map_err(|e| Error::Invalid(format!("invalid selector: {e}")))?;
         if selector.selects_all() {
-            self.state
-                .recorder
-                .record(
-                    &self.d,
-                    WARNING,
-                    "SelectingAll",
-                    "This deployment is selecting all pods. A non-empty selector is required."
-                        .into(),
-                )
-                .await;
+            self.state.recorder.record(
+                &self.d,
+                WARNING,
+                "SelectingAll",
+                "This deployment is selecting all pods. A non-empty selector is required.".into(),
+            );
             let status = self.d.status.get_or_insert_with(Default::default);
             if status.observed_generation < self.d.metadata.generation {
                 status.observed_generation = self.d.metadata.generation;
@@ -323,22 +319,18 @@ impl<'a> Rollout<'a> {
                 }
                 self.state
                     .recorder
-                    .record(&self.d, WARNING, FAILED_RS_CREATE, msg)
-                    .await;
+                    .record(&self.d, WARNING, FAILED_RS_CREATE, msg);
                 return Err(e.into());
             }
         };
         self.store(&created);
         if !already_existed && count > 0 {
-            self.state
-                .recorder
-                .record(
-                    &self.d,
-                    NORMAL,
-                    "ScalingReplicaSet",
-                    format!("Scaled up replica set {name} to {count}"),
-                )
-                .await;
+            self.state.recorder.record(
+                &self.d,
+                NORMAL,
+                "ScalingReplicaSet",
+                format!("Scaled up replica set {name} to {count}"),
+            );
         }
         self.set_revision(&new_revision.to_string()).await?;
         if !already_existed && progress_deadline(&self.d).is_some() {
@@ -377,18 +369,15 @@ impl<'a> Rollout<'a> {
         self.store(&updated);
         if resize {
             let direction = if from < to { "up" } else { "down" };
-            self.state
-                .recorder
-                .record(
-                    &self.d,
-                    NORMAL,
-                    "ScalingReplicaSet",
-                    format!(
-                        "Scaled {direction} replica set {} to {to} from {from}",
-                        rs.name_any()
-                    ),
-                )
-                .await;
+            self.state.recorder.record(
+                &self.d,
+                NORMAL,
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled {direction} replica set {} to {to} from {from}",
+                    rs.name_any()
+                ),
+            );
         }
         Ok((resize, updated))
     }

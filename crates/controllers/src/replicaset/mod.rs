@@ -319,23 +319,19 @@ async fn create_pods(state: &State, rs: &ReplicaSet, count: usize) -> Result<(),
             .expectations
             .expect_creations(&key, created.iter().cloned());
         for name in created {
-            state
-                .recorder
-                .record(
-                    rs,
-                    NORMAL,
-                    "SuccessfulCreate",
-                    format!("Created pod: {name}"),
-                )
-                .await;
+            state.recorder.record(
+                rs,
+                NORMAL,
+                "SuccessfulCreate",
+                format!("Created pod: {name}"),
+            );
         }
         if let Some(e) = failure {
             let forbidden_by_namespace = matches!(&e, kube::Error::Api(s) if s.code == 403);
             if !forbidden_by_namespace {
                 state
                     .recorder
-                    .record(rs, WARNING, "FailedCreate", format!("Error creating: {e}"))
-                    .await;
+                    .record(rs, WARNING, "FailedCreate", format!("Error creating: {e}"));
             }
             return Err(e.into());
         }
@@ -385,21 +381,17 @@ async fn delete_pods(
             .map(|p| (p.name_any(), p.uid().unwrap_or_default())),
     );
     for pod in deleted {
-        state
-            .recorder
-            .record(
-                rs,
-                NORMAL,
-                "SuccessfulDelete",
-                format!("Deleted pod: {}", pod.name_any()),
-            )
-            .await;
+        state.recorder.record(
+            rs,
+            NORMAL,
+            "SuccessfulDelete",
+            format!("Deleted pod: {}", pod.name_any()),
+        );
     }
     if let Some(e) = failure {
         state
             .recorder
-            .record(rs, WARNING, "FailedDelete", format!("Error deleting: {e}"))
-            .await;
+            .record(rs, WARNING, "FailedDelete", format!("Error deleting: {e}"));
         return Err(e.into());
     }
     Ok(())

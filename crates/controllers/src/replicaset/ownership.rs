@@ -2,6 +2,8 @@
 //! `ControllerRefManager`): a controller adopts orphans its selector matches and releases the
 //! objects it controls that its selector no longer matches.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::api::{Api, Patch, PatchParams};
@@ -53,8 +55,8 @@ pub(crate) fn classify(
     selector: &Selector,
     meta: &ObjectMeta,
 ) -> Claim {
-    let labels = meta.labels.clone().unwrap_or_default();
-    let matches = selector.matches(&labels);
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let matches = selector.matches(meta.labels.as_ref().unwrap_or(&NO_LABELS));
     match controller_of(meta) {
         Some(r) if r.uid != owner_uid => Claim::Ignore,
         Some(_) if matches => Claim::Owned,
@@ -115,7 +117,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn meta(labels: &[(&str, &str)], controller: Option<&str>) -> ObjectMeta {
         ObjectMeta {
