@@ -38,8 +38,8 @@ use kube::ResourceExt;
 
 use self::rollout::Rollout;
 use crate::replicaset::events::EventRecorder;
-use crate::replicaset::is_conflict;
 use crate::replicaset::ownership::controller_of;
+use crate::replicaset::{is_conflict, AbortOnDrop};
 use crate::{Context, Error, ERROR_REQUEUE};
 
 const COMPONENT: &str = "deployment-controller";
@@ -53,7 +53,12 @@ struct State {
 }
 
 pub async fn run(ctx: Context) {
-    let client = ctx.client;
+    // A task of its own (see the ReplicaSet controller); aborted when this future is dropped.
+    let mut task = AbortOnDrop(tokio::spawn(run_controller(ctx.client)));
+    let _ = task.wait().await;
+}
+
+async fn run_controller(client: kube::Client) {
     let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),

@@ -39,6 +39,10 @@ use crate::{Context, Error, ERROR_REQUEUE};
 const COMPONENT: &str = "replicaset-controller";
 /// At most this many pods are created or deleted per reconcile (upstream `BurstReplicas`).
 const BURST_REPLICAS: usize = 500;
+/// Requests in flight at once for one ReplicaSet. Upstream sends a whole slow-start batch at
+/// once over one HTTP/2 connection; kube-rs speaks HTTP/1.1, where each request in flight is a
+/// connection (and a TLS handshake), so the batch is spread over a bounded set of them.
+const WRITE_CONCURRENCY: usize = 32;
 /// How soon a ReplicaSet waiting for its pod cache is looked at again.
 const EXPECTATIONS_REQUEUE: Duration = Duration::from_millis(100);
 /// How soon a write that lost an optimistic-concurrency race is retried.
@@ -53,7 +57,13 @@ struct State {
 }
 
 pub async fn run(ctx: Context) {
-    let client = ctx.client;
+    // A task of its own, so its reconciles and pod cache do not share a thread with every other
+    // controller; aborted when this future is dropped (leadership lost).
+    let mut task = AbortOnDrop(tokio::spawn(run_controller(ctx.client)));
+    let _ = task.wait().await;
+}
+
+async fn run_controller(client: kube::Client) {
     let (pods, writer) = reflector::store::<Pod>();
     // The pod cache is filled by the same stream that triggers reconciles: a reconcile never
     // runs ahead of the cache it reads.
@@ -87,6 +97,21 @@ pub async fn run(ctx: Context) {
             futures::future::ready(())
         })
         .await;
+}
+
+/// A spawned task that ends when its handle is dropped.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    pub(crate) async fn wait(&mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The ReplicaSets a pod event concerns: its controller if that is a ReplicaSet, else (an
@@ -142,7 +167,16 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
     let active: Vec<Arc<Pod>> = state
         .pods
         .state_filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && pods::is_active(p));
+    let candidates = active.len();
     let claimed = claim_pods(&state, &rs, &selector, active).await?;
+    tracing::debug!(
+        replicaset = %rs.name_any(),
+        satisfied,
+        candidates,
+        claimed = claimed.len(),
+        want = rs.spec.as_ref().and_then(|s| s.replicas),
+        "syncing replicaset"
+    );
 
     let managed = if satisfied && rs.metadata.deletion_timestamp.is_none() {
         manage_replicas(&state, &rs, &claimed).await
@@ -183,9 +217,18 @@ async fn expectations_satisfied(state: &State, ns: &str, key: &str) -> Result<bo
         return Ok(check.satisfied);
     }
     // A creation the cache never showed: if the pod is gone already, stop waiting for it.
+    // A few at a time: when the cache merely lags, most of them exist.
     let api: Api<Pod> = Api::namespaced(state.client.clone(), ns);
-    for name in &check.stale_creations {
-        if api.get_opt(name).await?.is_none() {
+    let found =
+        futures::future::join_all(check.stale_creations.iter().take(WRITE_CONCURRENCY).map(
+            |name| {
+                let (api, name) = (api.clone(), name.clone());
+                async move { api.get_opt(&name).await }
+            },
+        ))
+        .await;
+    for (name, pod) in check.stale_creations.iter().zip(found) {
+        if pod?.is_none() {
             state.expectations.creation_observed(key, name);
         }
     }
@@ -301,12 +344,17 @@ async fn create_pods(state: &State, rs: &ReplicaSet, count: usize) -> Result<(),
     let key = rs.uid().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
     let pod = pod_from_template(rs);
-    let params = PostParams::default();
     let mut done = 0;
     let mut batch = 1;
     while done < count {
         let size = batch.min(count - done);
-        let results = futures::future::join_all((0..size).map(|_| api.create(&params, &pod))).await;
+        let results: Vec<_> = futures::stream::iter((0..size).map(|_| {
+            let (api, pod) = (api.clone(), pod.clone());
+            async move { api.create(&PostParams::default(), &pod).await }
+        }))
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
         let mut failure = None;
         let mut created = Vec::new();
         for result in results {
@@ -358,12 +406,13 @@ async fn delete_pods(
     }
     victims.truncate(count);
     let api: Api<Pod> = Api::namespaced(state.client.clone(), &ns);
-    let params = DeleteParams::default();
-    let results = futures::future::join_all(
-        victims
-            .iter()
-            .map(|p| api.delete(p.metadata.name.as_deref().unwrap_or(""), &params)),
-    )
+    let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
+    let results: Vec<_> = futures::stream::iter(names.into_iter().map(|name| {
+        let api = api.clone();
+        async move { api.delete(&name, &DeleteParams::default()).await }
+    }))
+    .buffered(WRITE_CONCURRENCY)
+    .collect()
     .await;
     let mut failure = None;
     let mut deleted = Vec::new();
