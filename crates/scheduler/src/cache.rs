@@ -6,7 +6,10 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, Taint,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::resources::{self, Resources};
 use crate::selectors::Labels;
@@ -135,6 +138,8 @@ pub struct PodRecord {
     pub spread_key: Option<u64>,
     pub required_anti_affinity: Vec<PodAffinityTerm>,
     pub priority: i32,
+    /// Has a deletionTimestamp (still holds its resources, but no longer counts for spreading).
+    pub terminating: bool,
 }
 
 impl PodRecord {
@@ -152,8 +157,48 @@ impl PodRecord {
             spread_key: spread_key(pod),
             required_anti_affinity: required_anti_affinity(pod).to_vec(),
             priority: pod_priority(pod),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
         }
     }
+}
+
+/// What the cache keeps of a PersistentVolumeClaim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimInfo {
+    /// `spec.volumeName`: the claim is bound (or being bound) to this volume.
+    pub volume_name: Option<String>,
+    pub storage_class: Option<String>,
+    pub deleting: bool,
+    pub lost: bool,
+}
+
+impl ClaimInfo {
+    pub fn new(claim: &PersistentVolumeClaim) -> ClaimInfo {
+        let spec = claim.spec.as_ref();
+        ClaimInfo {
+            volume_name: spec
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty()),
+            storage_class: spec
+                .and_then(|s| s.storage_class_name.clone())
+                .filter(|c| !c.is_empty()),
+            deleting: claim.metadata.deletion_timestamp.is_some(),
+            lost: claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Lost"),
+        }
+    }
+}
+
+/// The node affinity a PersistentVolume pins its consumers to (None: any node).
+pub fn volume_node_affinity(pv: &PersistentVolume) -> Option<NodeSelector> {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.clone())
+}
+
+/// Whether a StorageClass delays binding until a consumer pod is scheduled.
+pub fn waits_for_first_consumer(class: &StorageClass) -> bool {
+    class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
 }
 
 /// Node condition -> the NoSchedule taint the node lifecycle controller derives from it
@@ -341,6 +386,12 @@ pub struct Cache {
     /// UIDs of the cached pods that have required anti-affinity terms.
     pub anti_affinity_pods: HashSet<String>,
     pub namespaces: HashMap<String, Labels>,
+    /// PersistentVolumeClaims by "namespace/name".
+    pub claims: HashMap<String, ClaimInfo>,
+    /// PersistentVolumes by name, with their required node affinity.
+    pub volumes: HashMap<String, Option<NodeSelector>>,
+    /// StorageClasses by name: whether they wait for the first consumer.
+    pub storage_classes: HashMap<String, bool>,
 }
 
 impl Cache {

@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    NodeSelector, Pod, PodAffinityTerm, Taint, Toleration, TopologySpreadConstraint,
+};
 
 use crate::cache::{self, Cache, HostPort, NodeInfo};
 use crate::resources::{self, Resources};
@@ -49,6 +51,13 @@ pub const ERR_POD_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ERR_POD_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 pub const ERR_EXISTING_ANTI_AFFINITY: &str =
     "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const ERR_VOLUME_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
+pub const ERR_VOLUME_MISSING: &str =
+    "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
+pub const ERR_UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
+pub const ERR_SPREAD: &str = "node(s) didn't match pod topology spread constraints";
+pub const ERR_SPREAD_MISSING_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
 
 /// A topology domain: (topology key, node label value).
 type Domain = (String, String);
@@ -65,7 +74,20 @@ pub struct PodInfo<'a> {
     pub tolerations: &'a [Toleration],
     pub spread_key: Option<u64>,
     pub priority: i32,
+    /// Why no node can take the pod whatever the node (upstream PreFilter rejection).
+    pub prefilter: Option<String>,
     affinity: AffinityState<'a>,
+    /// The node affinity of the volumes bound to the pod's claims (None: the volume is missing).
+    bound_volumes: Vec<Option<&'a NodeSelector>>,
+    spread_constraints: Vec<SpreadState<'a>>,
+}
+
+/// One DoNotSchedule topology spread constraint: matching pods per domain.
+struct SpreadState<'a> {
+    constraint: &'a TopologySpreadConstraint,
+    counts: HashMap<String, i64>,
+    min: i64,
+    self_match: bool,
 }
 
 /// Pod (anti-)affinity counts per topology domain.
@@ -104,8 +126,163 @@ pub fn term_matches(
     namespace_ok && selectors::label_selector_matches(term.label_selector.as_ref(), labels)
 }
 
+/// Whether a topology spread constraint of a pod selects `labels` (its selector plus the pod's
+/// values of `matchLabelKeys`).
+fn spread_selects(c: &TopologySpreadConstraint, pod_labels: &Labels, labels: &Labels) -> bool {
+    selectors::label_selector_matches(c.label_selector.as_ref(), labels)
+        && c.match_label_keys
+            .iter()
+            .flatten()
+            .all(|k| match pod_labels.get(k) {
+                Some(v) => labels.get(k) == Some(v),
+                None => true,
+            })
+}
+
+/// Upstream VolumeBinding PreFilter: the pod's claims must exist, not be going away, and be bound
+/// unless their class waits for the first consumer. Returns the bound volumes' node affinities.
+fn volume_prefilter<'a>(
+    pod: &Pod,
+    cache: &'a Cache,
+) -> Result<Vec<Option<&'a NodeSelector>>, String> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let mut bound = Vec::new();
+    let mut unbound_immediate = false;
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    for v in volumes {
+        let (name, ephemeral) = match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(pvc), _) => (pvc.claim_name.clone(), false),
+            (None, Some(_)) => (format!("{pod_name}-{}", v.name), true),
+            _ => continue,
+        };
+        let Some(claim) = cache.claims.get(&format!("{namespace}/{name}")) else {
+            return Err(if ephemeral {
+                format!("waiting for ephemeral volume controller to create the persistentvolumeclaim {name:?}")
+            } else {
+                format!("persistentvolumeclaim {name:?} not found")
+            });
+        };
+        if claim.lost {
+            return Err(format!(
+                "persistentvolumeclaim {name:?} bound to non-existent persistentvolume {:?}",
+                claim.volume_name.as_deref().unwrap_or_default()
+            ));
+        }
+        if claim.deleting {
+            return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
+        }
+        match &claim.volume_name {
+            Some(volume) => bound.push(match cache.volumes.get(volume) {
+                Some(affinity) => affinity.as_ref().or(Some(&ANY_NODE)),
+                None => None,
+            }),
+            None => {
+                let delayed = claim
+                    .storage_class
+                    .as_ref()
+                    .and_then(|c| cache.storage_classes.get(c))
+                    .copied()
+                    .unwrap_or(false);
+                if !delayed {
+                    unbound_immediate = true;
+                }
+            }
+        }
+    }
+    if unbound_immediate {
+        return Err(ERR_UNBOUND_IMMEDIATE.to_string());
+    }
+    Ok(bound)
+}
+
+/// A volume without node affinity.
+static ANY_NODE: NodeSelector = NodeSelector {
+    node_selector_terms: Vec::new(),
+};
+
+/// PodTopologySpread PreFilter: matching pods per domain for each DoNotSchedule constraint, over
+/// the nodes the pod could go to that carry every constraint's topology key.
+fn spread_prefilter<'a>(pod: &'a Pod, cache: &Cache) -> Vec<SpreadState<'a>> {
+    let constraints: Vec<&TopologySpreadConstraint> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
+        .collect();
+    if constraints.is_empty() {
+        return Vec::new();
+    }
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let pod_labels = selectors::pod_labels(pod);
+    let tolerations = selectors::pod_tolerations(pod);
+    let mut states: Vec<SpreadState> = constraints
+        .iter()
+        .map(|c| SpreadState {
+            constraint: c,
+            counts: HashMap::new(),
+            min: 0,
+            self_match: spread_selects(c, pod_labels, pod_labels),
+        })
+        .collect();
+    for info in cache.nodes.values() {
+        let Some(node) = &info.node else { continue };
+        let labels = info.labels();
+        if !constraints
+            .iter()
+            .all(|c| labels.contains_key(&c.topology_key))
+        {
+            continue;
+        }
+        for state in states.iter_mut() {
+            let c = state.constraint;
+            if c.node_affinity_policy.as_deref() != Some("Ignore")
+                && !selectors::required_node_affinity_matches(pod, node)
+            {
+                continue;
+            }
+            if c.node_taints_policy.as_deref() == Some("Honor")
+                && info.taints.iter().any(|t| {
+                    matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
+                        && !selectors::tolerated(tolerations, t)
+                })
+            {
+                continue;
+            }
+            let matching = info
+                .pods
+                .iter()
+                .filter_map(|uid| cache.pods.get(uid))
+                .filter(|p| {
+                    !p.terminating
+                        && p.namespace == namespace
+                        && spread_selects(c, pod_labels, &p.labels)
+                })
+                .count() as i64;
+            *state
+                .counts
+                .entry(labels[&c.topology_key].clone())
+                .or_default() += matching;
+        }
+    }
+    for state in states.iter_mut() {
+        let domains = state.counts.len() as i64;
+        state.min = match state.constraint.min_domains {
+            Some(min) if domains < i64::from(min) => 0,
+            _ => state.counts.values().copied().min().unwrap_or(0),
+        };
+    }
+    states
+}
+
 impl<'a> PodInfo<'a> {
-    pub fn new(pod: &'a Pod, cache: &Cache) -> PodInfo<'a> {
+    pub fn new(pod: &'a Pod, cache: &'a Cache) -> PodInfo<'a> {
         let non_zero = resources::pod_requests(pod, true);
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
         let labels = selectors::pod_labels(pod);
@@ -157,9 +334,16 @@ impl<'a> PodInfo<'a> {
                 }
             }
         }
+        let (prefilter, bound_volumes) = match volume_prefilter(pod, cache) {
+            Ok(bound) => (None, bound),
+            Err(message) => (Some(message), Vec::new()),
+        };
         PodInfo {
             pod,
             namespace,
+            prefilter,
+            bound_volumes,
+            spread_constraints: spread_prefilter(pod, cache),
             requests: resources::pod_requests(pod, false),
             non_zero_cpu: non_zero.milli_cpu,
             non_zero_memory: non_zero.memory,
@@ -310,6 +494,61 @@ pub fn node_resources_fit(pod: &PodInfo, node: &NodeInfo) -> FilterResult {
     }
 }
 
+/// VolumeBinding: the volumes bound to the pod's claims must allow the node.
+pub fn volume_binding(pod: &PodInfo, node: &NodeInfo) -> FilterResult {
+    let mut reasons: Vec<Cow<'static, str>> = Vec::new();
+    for affinity in &pod.bound_volumes {
+        match (affinity, &node.node) {
+            (None, _) => {
+                if !reasons.iter().any(|r| r == ERR_VOLUME_MISSING) {
+                    reasons.push(ERR_VOLUME_MISSING.into());
+                }
+            }
+            (Some(selector), Some(n)) => {
+                let terms = &selector.node_selector_terms;
+                if !terms.is_empty()
+                    && !terms
+                        .iter()
+                        .any(|t| selectors::node_selector_term_matches(t, n))
+                    && !reasons.iter().any(|r| r == ERR_VOLUME_NODE_CONFLICT)
+                {
+                    reasons.push(ERR_VOLUME_NODE_CONFLICT.into());
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection {
+            code: Code::UnschedulableAndUnresolvable,
+            reasons,
+        })
+    }
+}
+
+/// PodTopologySpread: for each DoNotSchedule constraint, placing the pod must keep the node's
+/// domain within maxSkew of the least populated domain.
+pub fn pod_topology_spread(pod: &PodInfo, node: &NodeInfo) -> FilterResult {
+    let labels = node.labels();
+    for state in &pod.spread_constraints {
+        let c = state.constraint;
+        let Some(value) = labels.get(&c.topology_key) else {
+            return Err(Rejection::one(
+                Code::UnschedulableAndUnresolvable,
+                ERR_SPREAD_MISSING_LABEL,
+            ));
+        };
+        let matching = state.counts.get(value).copied().unwrap_or(0);
+        let skew = matching + i64::from(state.self_match) - state.min;
+        if skew > i64::from(c.max_skew) {
+            return Err(Rejection::one(Code::Unschedulable, ERR_SPREAD));
+        }
+    }
+    Ok(())
+}
+
 /// InterPodAffinity: the pod's required affinity and anti-affinity, and the required
 /// anti-affinity of the pods already placed.
 pub fn inter_pod_affinity(pod: &PodInfo, node: &NodeInfo) -> FilterResult {
@@ -381,6 +620,8 @@ pub const FILTERS: &[Filter] = &[
     node_affinity,
     node_ports,
     node_resources_fit,
+    volume_binding,
+    pod_topology_spread,
     inter_pod_affinity,
 ];
 

@@ -22,6 +22,24 @@ pub fn schedule(pod: &Pod, cache: &Cache, rng: &mut impl rand::Rng) -> Result<St
         return Err(NO_NODES_AVAILABLE.to_string());
     }
     let info = PodInfo::new(pod, cache);
+    if let Some(message) = &info.prefilter {
+        // Every node rejects the pod alike; preemption cannot help.
+        let post_filter = format!(
+            "preemption: {}",
+            fit_error_message(
+                num_nodes,
+                std::iter::repeat_n(&not_helpful(), num_nodes),
+                None,
+                None
+            )
+        );
+        return Err(fit_error_message(
+            num_nodes,
+            std::iter::empty(),
+            Some(message),
+            Some(&post_filter),
+        ));
+    }
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(num_nodes);
     let mut rejected: Vec<(&NodeInfo, Rejection)> = Vec::new();
     for node in cache.nodes.values().filter(|n| n.node.is_some()) {
@@ -35,6 +53,7 @@ pub fn schedule(pod: &Pod, cache: &Cache, rng: &mut impl rand::Rng) -> Result<St
         return Err(fit_error_message(
             num_nodes,
             rejected.iter().map(|(_, r)| r),
+            None,
             post_filter.as_deref(),
         ));
     }
@@ -43,13 +62,39 @@ pub fn schedule(pod: &Pod, cache: &Cache, rng: &mut impl rand::Rng) -> Result<St
     Ok(feasible[best].name.clone())
 }
 
+fn not_helpful() -> Rejection {
+    Rejection {
+        code: Code::UnschedulableAndUnresolvable,
+        reasons: vec![PREEMPTION_NOT_HELPFUL.into()],
+    }
+}
+
+/// Ends `message` with `part` as a sentence: " <part>." (no doubled period).
+fn push_sentence(message: &mut String, part: &str) {
+    message.push(' ');
+    message.push_str(part);
+    if !part.ends_with('.') {
+        message.push('.');
+    }
+}
+
 /// Upstream `FitError.Error()`: "0/N nodes are available: <count> <reason>, ... ." with the
-/// "<count> <reason>" strings sorted, then the post-filter (preemption) message.
+/// "<count> <reason>" strings sorted (or the PreFilter message instead), then the post-filter
+/// (preemption) message.
 pub fn fit_error_message<'a>(
     num_nodes: usize,
     rejections: impl Iterator<Item = &'a Rejection>,
+    pre_filter: Option<&str>,
     post_filter: Option<&str>,
 ) -> String {
+    let mut message = format!("0/{num_nodes} nodes are available:");
+    if let Some(pre) = pre_filter {
+        push_sentence(&mut message, pre);
+        if let Some(post) = post_filter.filter(|p| !p.is_empty()) {
+            push_sentence(&mut message, post);
+        }
+        return message;
+    }
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for r in rejections {
         for reason in &r.reasons {
@@ -61,18 +106,11 @@ pub fn fit_error_message<'a>(
         .map(|(reason, n)| format!("{n} {reason}"))
         .collect();
     histogram.sort();
-    let mut message = format!("0/{num_nodes} nodes are available:");
     if !histogram.is_empty() {
-        message.push(' ');
-        message.push_str(&histogram.join(", "));
-        message.push('.');
+        push_sentence(&mut message, &histogram.join(", "));
     }
     if let Some(post) = post_filter.filter(|p| !p.is_empty()) {
-        message.push(' ');
-        message.push_str(post);
-        if !post.ends_with('.') {
-            message.push('.');
-        }
+        push_sentence(&mut message, post);
     }
     message
 }
@@ -98,10 +136,7 @@ pub fn preemption_message(
     let mut statuses: Vec<Rejection> = Vec::with_capacity(rejected.len());
     for (node, rejection) in rejected {
         if rejection.code == Code::UnschedulableAndUnresolvable {
-            statuses.push(Rejection {
-                code: Code::UnschedulableAndUnresolvable,
-                reasons: vec![PREEMPTION_NOT_HELPFUL.into()],
-            });
+            statuses.push(not_helpful());
             continue;
         }
         let victims: Vec<&String> = node
@@ -140,6 +175,6 @@ pub fn preemption_message(
     }
     Some(format!(
         "preemption: {}",
-        fit_error_message(num_nodes, statuses.iter(), None)
+        fit_error_message(num_nodes, statuses.iter(), None, None)
     ))
 }

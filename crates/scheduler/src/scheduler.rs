@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
@@ -17,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cache::{Cache, NodeChange, PodRecord};
+use crate::cache::{self, Cache, ClaimInfo, NodeChange, PodRecord};
 use crate::framework;
 use crate::queue::{QueueTiming, SchedulingQueue};
 use crate::reporter::{PodRef, Report, Reporter};
@@ -28,6 +31,9 @@ enum Input {
     Pod(Box<Event<Pod>>),
     Node(Box<Event<Node>>),
     Namespace(Box<Event<Namespace>>),
+    Claim(Box<Event<PersistentVolumeClaim>>),
+    Volume(Box<Event<PersistentVolume>>),
+    StorageClass(Box<Event<StorageClass>>),
 }
 
 /// Forward a watch stream into the loop's channel, logging (and riding out) watch errors.
@@ -77,6 +83,8 @@ struct BindOutcome {
 struct Relist {
     active: bool,
     seen: HashSet<String>,
+    /// The first list completed.
+    synced: bool,
 }
 
 struct State {
@@ -91,7 +99,49 @@ struct State {
     nodes_synced: bool,
     pod_relist: Relist,
     node_relist: Relist,
+    namespace_relist: Relist,
+    claim_relist: Relist,
+    volume_relist: Relist,
+    class_relist: Relist,
     scheduled: u64,
+}
+
+/// Keeps `map` (name -> summary) in step with a watch; true when a summary changed.
+fn apply_keyed<K, V: PartialEq>(
+    map: &mut HashMap<String, V>,
+    relist: &mut Relist,
+    ev: Event<K>,
+    key: fn(&K) -> Option<String>,
+    value: fn(&K) -> V,
+) -> bool {
+    match ev {
+        Event::Apply(obj) | Event::InitApply(obj) => {
+            let Some(k) = key(&obj) else { return false };
+            if relist.active {
+                relist.seen.insert(k.clone());
+            }
+            let v = value(&obj);
+            if map.get(&k) == Some(&v) {
+                return false;
+            }
+            map.insert(k, v);
+            true
+        }
+        Event::Delete(obj) => key(&obj).is_some_and(|k| map.remove(&k).is_some()),
+        Event::Init => {
+            relist.active = true;
+            relist.seen.clear();
+            false
+        }
+        Event::InitDone => {
+            relist.active = false;
+            relist.synced = true;
+            let seen = std::mem::take(&mut relist.seen);
+            let before = map.len();
+            map.retain(|k, _| seen.contains(k));
+            map.len() != before
+        }
+    }
 }
 
 fn uid(pod: &Pod) -> Option<&str> {
@@ -214,10 +264,8 @@ impl State {
                 }
             }
             Event::Init => {
-                self.pod_relist = Relist {
-                    active: true,
-                    seen: HashSet::new(),
-                };
+                self.pod_relist.active = true;
+                self.pod_relist.seen.clear();
             }
             Event::InitDone => {
                 let seen = std::mem::take(&mut self.pod_relist.seen);
@@ -255,10 +303,8 @@ impl State {
                 }
             }
             Event::Init => {
-                self.node_relist = Relist {
-                    active: true,
-                    seen: HashSet::new(),
-                };
+                self.node_relist.active = true;
+                self.node_relist.seen.clear();
             }
             Event::InitDone => {
                 let seen = std::mem::take(&mut self.node_relist.seen);
@@ -279,38 +325,80 @@ impl State {
         }
     }
 
-    fn on_namespace_event(&mut self, ev: Event<Namespace>, now: Instant) {
-        match ev {
-            Event::Apply(ns) | Event::InitApply(ns) => {
-                let name = ns.metadata.name.clone().unwrap_or_default();
-                let labels = ns.metadata.labels.unwrap_or_default();
-                if self.cache.namespaces.get(&name) != Some(&labels) {
-                    self.cache.namespaces.insert(name, labels);
-                    if !self.cache.anti_affinity_pods.is_empty() {
-                        self.queue.move_all_unschedulable(now);
-                    }
-                }
-            }
-            Event::Delete(ns) => {
-                if let Some(name) = &ns.metadata.name {
-                    self.cache.namespaces.remove(name);
-                }
-            }
-            Event::Init | Event::InitDone => {}
-        }
-    }
-
     fn on_input(&mut self, input: Input, now: Instant) {
         match input {
             Input::Pod(ev) => self.on_pod_event(*ev, now),
             Input::Node(ev) => self.on_node_event(*ev, now),
-            Input::Namespace(ev) => self.on_namespace_event(*ev, now),
+            Input::Namespace(ev) => {
+                let changed = apply_keyed(
+                    &mut self.cache.namespaces,
+                    &mut self.namespace_relist,
+                    *ev,
+                    |ns| ns.metadata.name.clone(),
+                    |ns| ns.metadata.labels.clone().unwrap_or_default(),
+                );
+                if changed && !self.cache.anti_affinity_pods.is_empty() {
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
+            Input::Claim(ev) => {
+                let changed = apply_keyed(
+                    &mut self.cache.claims,
+                    &mut self.claim_relist,
+                    *ev,
+                    |c| {
+                        Some(format!(
+                            "{}/{}",
+                            c.metadata.namespace.as_deref()?,
+                            c.metadata.name.as_deref()?
+                        ))
+                    },
+                    ClaimInfo::new,
+                );
+                if changed {
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
+            Input::Volume(ev) => {
+                let changed = apply_keyed(
+                    &mut self.cache.volumes,
+                    &mut self.volume_relist,
+                    *ev,
+                    |pv| pv.metadata.name.clone(),
+                    cache::volume_node_affinity,
+                );
+                if changed {
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
+            Input::StorageClass(ev) => {
+                let changed = apply_keyed(
+                    &mut self.cache.storage_classes,
+                    &mut self.class_relist,
+                    *ev,
+                    |c| c.metadata.name.clone(),
+                    cache::waits_for_first_consumer,
+                );
+                if changed {
+                    self.queue.move_all_unschedulable(now);
+                }
+            }
         }
     }
 
     /// Schedule queued pods while bindings may start.
     fn schedule_ready(&mut self, binds: &mut JoinSet<BindOutcome>) {
-        if !(self.pods_synced && self.nodes_synced) {
+        let synced = self.pods_synced
+            && self.nodes_synced
+            && [
+                &self.namespace_relist,
+                &self.claim_relist,
+                &self.volume_relist,
+                &self.class_relist,
+            ]
+            .iter()
+            .all(|r| r.synced);
+        if !synced {
             return;
         }
         while binds.len() < self.config.parallelism {
@@ -443,10 +531,36 @@ pub async fn run(client: kube::Client, config: Config) {
         "nodes",
     );
     forward(
-        watcher(Api::<Namespace>::all(client.clone()), config_watch).default_backoff(),
-        tx,
+        watcher(Api::<Namespace>::all(client.clone()), config_watch.clone()).default_backoff(),
+        tx.clone(),
         |e| Input::Namespace(Box::new(e)),
         "namespaces",
+    );
+    forward(
+        watcher(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            config_watch.clone(),
+        )
+        .default_backoff(),
+        tx.clone(),
+        |e| Input::Claim(Box::new(e)),
+        "persistentvolumeclaims",
+    );
+    forward(
+        watcher(
+            Api::<PersistentVolume>::all(client.clone()),
+            config_watch.clone(),
+        )
+        .default_backoff(),
+        tx.clone(),
+        |e| Input::Volume(Box::new(e)),
+        "persistentvolumes",
+    );
+    forward(
+        watcher(Api::<StorageClass>::all(client.clone()), config_watch).default_backoff(),
+        tx,
+        |e| Input::StorageClass(Box::new(e)),
+        "storageclasses",
     );
     let mut state = State {
         queue: SchedulingQueue::new(QueueTiming {
@@ -464,6 +578,10 @@ pub async fn run(client: kube::Client, config: Config) {
         nodes_synced: false,
         pod_relist: Relist::default(),
         node_relist: Relist::default(),
+        namespace_relist: Relist::default(),
+        claim_relist: Relist::default(),
+        volume_relist: Relist::default(),
+        class_relist: Relist::default(),
         scheduled: 0,
     };
     let mut binds: JoinSet<BindOutcome> = JoinSet::new();

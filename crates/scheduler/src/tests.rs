@@ -290,13 +290,14 @@ fn message_aggregation_counts_sorts_and_joins() {
         ),
     ];
     assert_eq!(
-        fit_error_message(3, rejections.iter(), None),
+        fit_error_message(3, rejections.iter(), None, None),
         "0/3 nodes are available: 1 Insufficient memory, 1 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu."
     );
     assert_eq!(
         fit_error_message(
             3,
             rejections.iter(),
+            None,
             Some("preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.")
         ),
         "0/3 nodes are available: 1 Insufficient memory, 1 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
@@ -481,4 +482,116 @@ fn select_host_breaks_ties_at_random() {
     let mut rev = vec![0, 0];
     scores::normalize(&mut rev, true);
     assert_eq!(rev, [100, 100]);
+}
+
+fn claim(cache: &mut Cache, name: &str, volume: Option<&str>, class: Option<&str>) {
+    cache.claims.insert(
+        format!("default/{name}"),
+        crate::cache::ClaimInfo {
+            volume_name: volume.map(Into::into),
+            storage_class: class.map(Into::into),
+            deleting: false,
+            lost: false,
+        },
+    );
+}
+
+fn with_claim(name: &str, claim: &str) -> Pod {
+    pod(
+        name,
+        json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}),
+    )
+}
+
+#[test]
+fn volume_prefilter_messages() {
+    let mut cache = cache_with(vec![node("n1", "2", json!({})), node("n2", "2", json!({}))]);
+    assert_eq!(
+        framework::schedule(&with_claim("p", "data"), &cache, &mut rng()).unwrap_err(),
+        "0/2 nodes are available: persistentvolumeclaim \"data\" not found. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    cache.storage_classes.insert("standard".into(), true);
+    cache.storage_classes.insert("fast".into(), false);
+    claim(&mut cache, "immediate", None, Some("fast"));
+    assert_eq!(
+        framework::schedule(&with_claim("p", "immediate"), &cache, &mut rng()).unwrap_err(),
+        "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    // Waiting for the first consumer: any node will do.
+    claim(&mut cache, "delayed", None, Some("standard"));
+    assert!(framework::schedule(&with_claim("p", "delayed"), &cache, &mut rng()).is_ok());
+}
+
+#[test]
+fn bound_volumes_pin_pods_to_their_node() {
+    let mut cache = cache_with(vec![node("n1", "2", json!({})), node("n2", "2", json!({}))]);
+    let pinned: k8s_openapi::api::core::v1::NodeSelector = serde_json::from_value(json!({
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]
+    }))
+    .unwrap();
+    cache.volumes.insert("pv-1".into(), Some(pinned));
+    cache.volumes.insert("pv-any".into(), None);
+    claim(&mut cache, "data", Some("pv-1"), Some("standard"));
+    claim(&mut cache, "shared", Some("pv-any"), None);
+    claim(&mut cache, "orphan", Some("pv-gone"), None);
+    let p = with_claim("p", "data");
+    assert_eq!(
+        reasons(check(filters::volume_binding, &cache, &p, "n1")),
+        [filters::ERR_VOLUME_NODE_CONFLICT]
+    );
+    assert!(check(filters::volume_binding, &cache, &p, "n2").is_ok());
+    assert_eq!(framework::schedule(&p, &cache, &mut rng()).unwrap(), "n2");
+    assert!(check(
+        filters::volume_binding,
+        &cache,
+        &with_claim("q", "shared"),
+        "n1"
+    )
+    .is_ok());
+    assert_eq!(
+        reasons(check(
+            filters::volume_binding,
+            &cache,
+            &with_claim("r", "orphan"),
+            "n1"
+        )),
+        [filters::ERR_VOLUME_MISSING]
+    );
+}
+
+#[test]
+fn topology_spread_constraints_limit_skew() {
+    let zone = |z: &str| json!({"metadata": {"labels": {"topology.kubernetes.io/zone": z}}});
+    let mut cache = cache_with(vec![
+        node("a1", "4", zone("a")),
+        node("a2", "4", zone("a")),
+        node("b1", "4", zone("b")),
+        node("nozone", "4", json!({})),
+    ]);
+    let spec = json!({"topologySpreadConstraints": [{"maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]});
+    place(&mut cache, &pod("w0", spec.clone()), "a1");
+    let p = pod("w1", spec.clone());
+    // Zone a has 1, zone b 0: another in a would make the skew 2.
+    assert_eq!(
+        reasons(check(filters::pod_topology_spread, &cache, &p, "a2")),
+        [filters::ERR_SPREAD]
+    );
+    assert!(check(filters::pod_topology_spread, &cache, &p, "b1").is_ok());
+    let missing = check(filters::pod_topology_spread, &cache, &p, "nozone").unwrap_err();
+    assert_eq!(missing.code, Code::UnschedulableAndUnresolvable);
+    assert_eq!(missing.reasons, [filters::ERR_SPREAD_MISSING_LABEL]);
+    assert_eq!(framework::schedule(&p, &cache, &mut rng()).unwrap(), "b1");
+    // ScheduleAnyway constraints never filter.
+    let soft = pod(
+        "w2",
+        json!({"topologySpreadConstraints": [{"maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+    );
+    assert!(check(filters::pod_topology_spread, &cache, &soft, "nozone").is_ok());
 }
