@@ -184,16 +184,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             lease_renew_interval: (grace_period / 4).min(std::time::Duration::from_secs(10)),
             status_update_interval: std::time::Duration::from_secs(60),
         };
-        fake_nodes.push(tokio::spawn(kubelab_agent::fake::run(client, config)));
+        fake_nodes.push((client, config));
     }
+    // One shared watch of Nodes and of bound pods for all of them.
+    let fake_nodes = tokio::spawn(kubelab_agent::fake::run_pool(fake_nodes));
     println!(
         "kubelab server ready at {server_url}; kubeconfig: {}",
         args.data_dir.join("admin.kubeconfig").display()
     );
     shutdown_signal().await;
-    for task in fake_nodes {
-        task.abort();
-    }
+    fake_nodes.abort();
     scheduler.abort();
     if let Some(c) = controllers {
         c.abort();

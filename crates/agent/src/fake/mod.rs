@@ -2,9 +2,11 @@
 //! fresh in `kube-node-lease`, and realistic status for every pod bound to it — without
 //! running any container.
 //!
-//! One simulated node is one task with two watches (its own Node, and the pods with
-//! `spec.nodeName=<name>`), two heartbeat tickers and one timer queue for pods that complete,
-//! so a laptop runs hundreds of them. The pod life is the state machine in [`pod`].
+//! One simulated node is one task fed by two watches (its own Node, and the pods with
+//! `spec.nodeName=<name>`: [`run`]; or, for many nodes in one process, one shared watch of each
+//! dispatched by node name: [`run_pool`]), with two heartbeat tickers and one timer queue for
+//! pods that complete, so a laptop runs hundreds of them. The pod life is the state machine in
+//! `pod.rs`.
 //!
 //! Annotations understood:
 //! - on the Node, `kubelab.dev/fake-stopped: "true"`: the node stops heartbeating (Lease and
@@ -79,20 +81,117 @@ impl FakeNodeConfig {
 pub enum Error {
     #[error("cannot register node {node}: {source}")]
     Register { node: String, source: kube::Error },
-    #[error("the watch of {what} for node {node} ended")]
-    WatchEnded { node: String, what: &'static str },
 }
 
-/// Run one simulated node with its own node credentials until the process ends.
+/// What a simulated node reacts to: changes of its Node and of the pods bound to it.
+enum Input {
+    Node(watcher::Event<Node>),
+    Pod(watcher::Event<Pod>),
+}
+
+/// Run one simulated node with its own node credentials until the process ends. It watches
+/// its own Node (`metadata.name=<name>`) and its pods (`spec.nodeName=<name>`), like a kubelet.
 pub async fn run(client: kube::Client, config: FakeNodeConfig) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let mut agent = Agent::new(client.clone(), config.clone());
-        if let Err(e) = agent.run().await {
-            tracing::warn!(node = %config.name, error = %e, "simulated node failed; restarting it");
+    let name = config.name.clone();
+    let nodes = watcher(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff()
+    .filter_map(|e| futures::future::ready(log_watch_error(e, "its Node")))
+    .map(Input::Node);
+    let pods = watcher(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={name}")),
+    )
+    .default_backoff()
+    .filter_map(|e| futures::future::ready(log_watch_error(e, "its pods")))
+    .map(Input::Pod);
+    Agent::new(client, config)
+        .run(futures::stream::select(nodes, pods))
+        .await;
+}
+
+/// Run many simulated nodes in this process. Each writes with its own client (its own node
+/// credentials), but they share one watch of Nodes and one of bound pods (with the first
+/// node's client), dispatched by node name: N nodes cost the API server two watches, not 2N.
+/// Dropping the future stops every node.
+pub async fn run_pool(nodes: Vec<(kube::Client, FakeNodeConfig)>) {
+    let Some(watch_client) = nodes.first().map(|(c, _)| c.clone()) else {
+        return;
+    };
+    let mut agents = tokio::task::JoinSet::new();
+    let mut inboxes: HashMap<String, futures::channel::mpsc::UnboundedSender<Input>> =
+        HashMap::new();
+    for (client, config) in nodes {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        inboxes.insert(config.name.clone(), tx);
+        agents.spawn(Agent::new(client, config).run(rx));
+    }
+    let node_events = watcher(
+        Api::<Node>::all(watch_client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .filter_map(|e| futures::future::ready(log_watch_error(e, "Nodes")))
+    .map(Input::Node);
+    let pod_events = watcher(
+        Api::<Pod>::all(watch_client),
+        watcher::Config::default().fields("spec.nodeName!="),
+    )
+    .default_backoff()
+    .filter_map(|e| futures::future::ready(log_watch_error(e, "bound pods")))
+    .map(Input::Pod);
+    let events = futures::stream::select(node_events, pod_events);
+    futures::pin_mut!(events);
+    while let Some(input) = events.next().await {
+        let target = match &input {
+            Input::Node(
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) | watcher::Event::Delete(n),
+            ) => Some(n.metadata.name.clone().unwrap_or_default()),
+            Input::Pod(
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p),
+            ) => Some(
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        };
+        match target {
+            Some(name) => {
+                if let Some(inbox) = inboxes.get(&name) {
+                    let _ = inbox.unbounded_send(input);
+                }
+            }
+            // Init and InitDone frame a relist: every node sees them.
+            None => {
+                for inbox in inboxes.values() {
+                    let copy = match &input {
+                        Input::Node(watcher::Event::Init) => Input::Node(watcher::Event::Init),
+                        Input::Node(_) => Input::Node(watcher::Event::InitDone),
+                        Input::Pod(watcher::Event::Init) => Input::Pod(watcher::Event::Init),
+                        Input::Pod(_) => Input::Pod(watcher::Event::InitDone),
+                    };
+                    let _ = inbox.unbounded_send(copy);
+                }
+            }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    tracing::warn!("the simulated nodes' watches ended");
+}
+
+fn log_watch_error<K>(
+    event: Result<watcher::Event<K>, watcher::Error>,
+    what: &str,
+) -> Option<watcher::Event<K>> {
+    match event {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "simulated node: watch of {what} failed; retrying");
+            None
+        }
     }
 }
 
@@ -127,7 +226,6 @@ const RETRY: Duration = Duration::from_secs(1);
 struct Agent {
     config: FakeNodeConfig,
     nodes: Api<Node>,
-    all_pods: Api<Pod>,
     client: kube::Client,
     leases: Api<Lease>,
     /// The Node as last observed (None before registration or after it was deleted).
@@ -152,7 +250,6 @@ impl Agent {
     fn new(client: kube::Client, config: FakeNodeConfig) -> Agent {
         Agent {
             nodes: Api::all(client.clone()),
-            all_pods: Api::all(client.clone()),
             leases: Api::namespaced(client.clone(), LEASE_NAMESPACE),
             client,
             config,
@@ -174,35 +271,29 @@ impl Agent {
         &self.config.name
     }
 
-    async fn run(&mut self) -> Result<(), Error> {
-        self.register().await?;
+    /// Registers the node, then follows `events` until they end.
+    async fn run(mut self, events: impl futures::Stream<Item = Input>) {
+        let mut backoff = Duration::from_millis(500);
+        while let Err(e) = self.register().await {
+            tracing::warn!(node = %self.name(), error = %e, "cannot register; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
         self.renew_lease().await;
+        futures::pin_mut!(events);
         let name = self.config.name.clone();
-        let node_events = watcher(
-            self.nodes.clone(),
-            watcher::Config::default().fields(&format!("metadata.name={name}")),
-        )
-        .default_backoff();
-        let pod_events = watcher(
-            self.all_pods.clone(),
-            watcher::Config::default().fields(&format!("spec.nodeName={name}")),
-        )
-        .default_backoff();
-        futures::pin_mut!(node_events, pod_events);
         let mut lease_tick = ticker(&name, self.config.lease_renew_interval);
         let mut status_tick = ticker(&name, self.config.status_update_interval);
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
-                event = node_events.next() => match event {
-                    Some(Ok(event)) => self.on_node_event(event).await,
-                    Some(Err(e)) => tracing::debug!(node = %name, error = %e, "node watch error"),
-                    None => return Err(Error::WatchEnded { node: name, what: "its Node" }),
-                },
-                event = pod_events.next() => match event {
-                    Some(Ok(event)) => self.on_pod_event(event).await,
-                    Some(Err(e)) => tracing::debug!(node = %name, error = %e, "pod watch error"),
-                    None => return Err(Error::WatchEnded { node: name, what: "its pods" }),
+                input = events.next() => match input {
+                    Some(Input::Node(event)) => self.on_node_event(event).await,
+                    Some(Input::Pod(event)) => self.on_pod_event(event).await,
+                    None => {
+                        tracing::warn!(node = %name, "simulated node: its watches ended");
+                        return;
+                    }
                 },
                 _ = lease_tick.tick() => self.renew_lease().await,
                 _ = status_tick.tick() => self.post_status(false).await,
@@ -323,7 +414,14 @@ impl Agent {
             watcher::Event::Apply(n) => self.observe_node(n).await,
             watcher::Event::InitDone => {
                 if !self.node_seen_in_relist {
-                    self.node_gone();
+                    // The list may predate our registration (a shared watch): ask.
+                    match self.nodes.get_opt(&self.config.name).await {
+                        Ok(Some(n)) => self.observe_node(n).await,
+                        Ok(None) => self.node_gone(),
+                        Err(e) => {
+                            tracing::debug!(node = %self.name(), error = %e, "cannot read the node")
+                        }
+                    }
                 }
             }
             watcher::Event::Delete(_) => self.node_gone(),
@@ -337,6 +435,7 @@ impl Agent {
     }
 
     async fn observe_node(&mut self, n: Node) {
+        let was_absent = self.node.is_none();
         let was_stopped = self.stopped;
         self.stopped = node::is_stopped(&n);
         let cidr = n
@@ -357,6 +456,13 @@ impl Agent {
             }
         }
         self.node = Some(n);
+        if was_absent && !self.stopped {
+            // Created again by someone else after it was deleted: report in full.
+            tracing::info!(node = %self.name(), "node object is back");
+            self.post_status(true).await;
+            self.renew_lease().await;
+            self.resync_needed = true;
+        }
         match (was_stopped, self.stopped) {
             (false, true) => {
                 tracing::info!(node = %self.name(), "simulated node stopped: no heartbeats, pods untouched");
