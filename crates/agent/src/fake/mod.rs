@@ -84,6 +84,8 @@ pub enum Error {
 }
 
 /// What a simulated node reacts to: changes of its Node and of the pods bound to it.
+// Both variants are large; each value is moved once, so boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Node(watcher::Event<Node>),
     Pod(watcher::Event<Pod>),
