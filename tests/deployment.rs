@@ -340,6 +340,21 @@ fn create_deployment_rolls_out_three_running_pods() {
         ev.contains("SuccessfulCreate") && ev.contains(&format!("Created pod: web-{hash}-")),
         "{ev}"
     );
+    // describe finds the ReplicaSets and the events (field-selected by involvedObject).
+    let described = server.ok(&k, &["describe", "deploy", "web", "-n", ns]);
+    let new_rs = format!("web-{hash} (3/3 replicas created)");
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("NewReplicaSet:") && l.ends_with(&new_rs)),
+        "{described}"
+    );
+    for text in [
+        "3 desired | 3 updated | 3 total | 3 available | 0 unavailable",
+        "ScalingReplicaSet",
+    ] {
+        assert!(described.contains(text), "no {text:?} in:\n{described}");
+    }
 }
 
 // Acceptance 2: set image rolls within maxSurge/maxUnavailable; history, undo, restart,
@@ -603,6 +618,34 @@ fn recreate_never_runs_old_and_new_pods_together() {
         ev.contains("Scaled down replica set db-") && ev.contains("to 0 from 3"),
         "{ev}"
     );
+    drop(watch);
+
+    // revisionHistoryLimit: 1 keeps one old ReplicaSet, the newest.
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "deploy/db",
+            "-n",
+            ns,
+            "-p",
+            r#"{"spec":{"revisionHistoryLimit":1}}"#,
+        ],
+    );
+    server.ok(
+        &k,
+        &["set", "image", "deploy/db", "db=busybox:1.38", "-n", ns],
+    );
+    rollout_status(&server, &k, ns, "db");
+    let kept = eventually("the oldest ReplicaSet is deleted", DEADLINE, || {
+        let mut revisions: Vec<String> = replica_sets(&server, ns)
+            .iter()
+            .map(|r| r.annotations()["deployment.kubernetes.io/revision"].clone())
+            .collect();
+        revisions.sort();
+        (revisions.len() == 2).then_some(revisions)
+    });
+    assert_eq!(kept, ["2", "3"]);
 }
 
 // progressDeadlineSeconds: a rollout that makes no progress fails `rollout status`.
@@ -864,4 +907,43 @@ fn deleting_a_deployment_cascades_as_asked() {
         .iter()
         .flatten()
         .any(|o| o.name == orphaned[0].name_any())));
+
+    // A new Deployment with the same template adopts the orphaned ReplicaSet instead of
+    // rolling out a new one: same pods, same revision.
+    server.ok(
+        &k,
+        &[
+            "create",
+            "deployment",
+            "orphan",
+            "--image=busybox",
+            "--replicas=2",
+            "-n",
+            ns,
+        ],
+    );
+    rollout_status(&server, &k, ns, "orphan");
+    let uid = deployment(&server, ns, "orphan").metadata.uid.unwrap();
+    let adopted = eventually("the new Deployment adopts the ReplicaSet", DEADLINE, || {
+        let rss = replica_sets_of("orphan");
+        (rss.len() == 1
+            && rss[0]
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid && o.controller == Some(true)))
+        .then_some(rss)
+    });
+    assert_eq!(adopted[0].name_any(), orphaned[0].name_any());
+    let now_live: BTreeSet<String> = pods(&server, ns, "app=orphan")
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let before: BTreeSet<String> = live.iter().map(|p| p.name_any()).collect();
+    assert_eq!(now_live, before, "the adopted ReplicaSet keeps its pods");
+    assert_eq!(
+        deployment(&server, ns, "orphan").annotations()["deployment.kubernetes.io/revision"],
+        "1"
+    );
 }

@@ -15,6 +15,12 @@ use serde_json::{json, Value};
 /// How long a scheduling decision may take in these tests.
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A server without simulated nodes; the tests' own nodes never heartbeat, so the node lifecycle
+/// controller is told to wait long enough not to mark them unreachable mid-test.
+fn server_with_own_nodes() -> TestServer {
+    TestServer::start_args(&["--node-monitor-grace-period", "600"])
+}
+
 fn kubectl() -> Kubectl {
     Kubectl::new("1.32")
 }
@@ -135,7 +141,7 @@ fn event_messages(server: &TestServer, pod: &str, reason: &str) -> Vec<String> {
 
 #[test]
 fn pods_of_one_app_spread_over_the_nodes() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     for n in ["node-a", "node-b", "node-c"] {
         add_node(&server, n, "4", json!({}));
     }
@@ -182,7 +188,7 @@ fn pods_of_one_app_spread_over_the_nodes() {
 
 #[test]
 fn node_selector_and_required_node_affinity() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     add_node(
         &server,
         "ssd-1",
@@ -254,7 +260,7 @@ fn node_selector_and_required_node_affinity() {
 
 #[test]
 fn taints_keep_pods_without_tolerations_away() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     add_node(&server, "plain", "4", json!({}));
     add_node(
         &server,
@@ -304,7 +310,7 @@ fn taints_keep_pods_without_tolerations_away() {
 
 #[test]
 fn too_big_a_request_waits_for_a_bigger_node() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     for n in ["small-1", "small-2", "small-3"] {
         add_node(&server, n, "2", json!({}));
     }
@@ -354,7 +360,7 @@ fn too_big_a_request_waits_for_a_bigger_node() {
 
 #[test]
 fn cordoned_nodes_get_no_pods() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     for n in ["node-a", "node-b", "node-c"] {
         add_node(&server, n, "4", json!({}));
     }
@@ -387,7 +393,7 @@ fn cordoned_nodes_get_no_pods() {
 
 #[test]
 fn host_port_conflict_leaves_the_second_pod_pending() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     add_node(&server, "only", "4", json!({}));
     let with_port = |port: Value| json!({"containers": [{"name": "main", "image": "busybox", "ports": [port]}]});
     create_pod(
@@ -426,7 +432,7 @@ fn host_port_conflict_leaves_the_second_pod_pending() {
 
 #[test]
 fn required_pod_anti_affinity_on_hostname() {
-    let server = TestServer::start();
+    let server = server_with_own_nodes();
     add_node(&server, "node-a", "4", json!({}));
     add_node(&server, "node-b", "4", json!({}));
     let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
@@ -461,7 +467,57 @@ fn required_pod_anti_affinity_on_hostname() {
         ]}}}),
     );
     scheduled_node(&server, "cache");
-    // A third node gives db-2 a place.
+    // A third node gives db-2 a place (db-extra would compete for it: remove it first).
+    server.ok(
+        &kubectl(),
+        &["delete", "pod", "db-extra", "--grace-period=0", "--force"],
+    );
     add_node(&server, "node-c", "4", json!({}));
     assert_eq!(scheduled_node(&server, "db-2"), "node-c");
+}
+
+#[test]
+fn deployment_replicas_spread_over_simulated_nodes() {
+    let server = TestServer::start_args(&["--fake-nodes", "3"]);
+    let k = kubectl();
+    eventually("3 simulated nodes Ready", DEADLINE, || {
+        let ready = jsonpath(
+            &server,
+            &["get", "nodes"],
+            r#"{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+        );
+        (ready.lines().filter(|l| *l == "True").count() == 3).then_some(())
+    });
+    server.ok(
+        &k,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "--replicas=3",
+        ],
+    );
+    server.ok(
+        &k,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    );
+    let placed = jsonpath(
+        &server,
+        &["get", "pods", "-l", "app=web"],
+        r#"{range .items[*]}{.spec.nodeName} {.status.phase}{"\n"}{end}"#,
+    );
+    let nodes: BTreeSet<&str> = placed
+        .lines()
+        .map(|l| {
+            let (node, phase) = l.split_once(' ').unwrap_or((l, ""));
+            assert_eq!(phase, "Running", "{placed}");
+            node
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["fake-node-1", "fake-node-2", "fake-node-3"]),
+        "{placed}"
+    );
 }

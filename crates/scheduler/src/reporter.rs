@@ -108,10 +108,11 @@ async fn run(client: kube::Client, component: String, mut rx: mpsc::UnboundedRec
                 if let Some(transition) = condition {
                     in_flight.push(tokio::spawn(patch_condition(client.clone(), pod.clone(), message.clone(), transition)));
                 }
-                let key = (pod.uid.clone(), reason.to_string(), message.clone());
+                // A pod is scheduled once: only failures repeat.
+                let key = (type_ == "Warning").then(|| (pod.uid.clone(), reason.to_string(), message.clone()));
                 let now = Timestamp::now();
                 let events: Api<Event> = Api::namespaced(client.clone(), &pod.namespace);
-                match series.get_mut(&key) {
+                match key.as_ref().and_then(|k| series.get_mut(k)) {
                     Some(s) if s.first.elapsed() < SERIES_WINDOW => {
                         s.count += 1;
                         let patch = json!({"count": s.count, "lastTimestamp": Time(now)});
@@ -124,7 +125,9 @@ async fn run(client: kube::Client, component: String, mut rx: mpsc::UnboundedRec
                     }
                     _ => {
                         let name = format!("{}.{:x}", pod.name, now.as_nanosecond());
-                        series.insert(key, Series { name: name.clone(), count: 1, first: Instant::now() });
+                        if let Some(key) = key {
+                            series.insert(key, Series { name: name.clone(), count: 1, first: Instant::now() });
+                        }
                         let event = Event {
                             metadata: ObjectMeta {
                                 name: Some(name.clone()),

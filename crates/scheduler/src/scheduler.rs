@@ -227,7 +227,9 @@ impl State {
                     }
                 } else {
                     let unchanged = self.cache.pods.get(&uid).is_some_and(|r| {
-                        r.node == node && r.labels == *crate::selectors::pod_labels(&pod)
+                        r.node == node
+                            && r.terminating == pod.metadata.deletion_timestamp.is_some()
+                            && r.labels == *crate::selectors::pod_labels(&pod)
                     });
                     if !unchanged {
                         self.cache.add_pod(&uid, PodRecord::new(&pod, node));
