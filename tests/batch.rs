@@ -1012,3 +1012,90 @@ fn pdb_status_follows_pods_and_drain_respects_it() {
         "0"
     );
 }
+
+// kubectl drain evicts a node's pods concurrently: the budget's one disruption goes to one of
+// them only (the eviction takes it from the budget's status before deleting the pod).
+#[test]
+fn concurrent_evictions_share_one_disruption() {
+    let (server, k) = start();
+    let ns = "race";
+    server.create_namespace(ns);
+    for (pod, node) in [
+        ("a", "fake-node-1"),
+        ("b", "fake-node-2"),
+        ("c", "fake-node-2"),
+        ("d", "fake-node-3"),
+    ] {
+        server.ok_stdin(&k, &["apply", "-n", ns, "-f", "-"], &pod_on(pod, node));
+    }
+    server.ok(
+        &k,
+        &[
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=ready",
+            "pod",
+            "-l",
+            "app=web",
+            "--timeout=60s",
+        ],
+    );
+    server.ok(
+        &k,
+        &[
+            "create",
+            "pdb",
+            "web",
+            "-n",
+            ns,
+            "--selector=app=web",
+            "--min-available=3",
+        ],
+    );
+    wait_pdb(&server, &k, ns, "4/4/3/1/1/SufficientPods");
+
+    let out = server.kubectl(&k, &["drain", "fake-node-2", "--force", "--timeout=5s"]);
+    assert!(
+        !out.success(),
+        "drain should time out:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{}",
+        out.stderr
+    );
+    // Exactly one of b and c went; the other is untouched.
+    let left: Vec<String> = ["b", "c"]
+        .into_iter()
+        .filter(|p| {
+            server
+                .kubectl(
+                    &k,
+                    &[
+                        "get",
+                        "pod",
+                        p,
+                        "-n",
+                        ns,
+                        "-o",
+                        "jsonpath={.metadata.deletionTimestamp}",
+                    ],
+                )
+                .stdout
+                .trim()
+                .is_empty()
+                && server.kubectl(&k, &["get", "pod", p, "-n", ns]).success()
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "pods of fake-node-2 left untouched: {left:?}"
+    );
+    wait_pdb(&server, &k, ns, "3/3/3/0/1/InsufficientPods");
+}

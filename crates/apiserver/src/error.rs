@@ -62,8 +62,14 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("{message}")]
     NotAcceptable { message: String },
+    /// 429, with `details.retryAfterSeconds` (and the Retry-After header) when non-zero and the
+    /// causes as (reason, message).
     #[error("{message}")]
-    TooManyRequests { message: String },
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u32,
+        causes: Vec<(String, String)>,
+    },
     #[error("Internal error occurred: {message}")]
     Internal { message: String },
 }
@@ -173,6 +179,23 @@ impl ApiError {
                 Some(d)
             }
             ApiError::Internal { message } => Some(json!({"causes": [{"message": message}]})),
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+                causes,
+                ..
+            } => {
+                let mut d = json!({});
+                if *retry_after_seconds > 0 {
+                    d["retryAfterSeconds"] = json!(retry_after_seconds);
+                }
+                if !causes.is_empty() {
+                    d["causes"] = causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect();
+                }
+                Some(d)
+            }
             _ => None,
         };
         if let Some(d) = details {
@@ -196,12 +219,24 @@ impl IntoResponse for ApiError {
             tracing::error!(%message, "internal error");
         }
         let body = serde_json::to_vec(&self.status_body()).unwrap_or_default();
-        (
+        let mut response = (
             self.code(),
             [(http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } = &self
+        {
+            if *retry_after_seconds > 0 {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, (*retry_after_seconds).into());
+            }
+        }
+        response
     }
 }
 

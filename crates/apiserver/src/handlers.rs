@@ -257,7 +257,8 @@ async fn resource_request(
             if p.subresource.as_deref() == Some("binding") {
                 bind_pod(reg, rt, ns, name, &obj, query.dry_run()?).await
             } else {
-                evict_pod(reg, rt, ns, name, &obj).await
+                let code = crate::eviction::evict(reg, rt, ns, name, &obj).await?;
+                Ok(success_status(code))
             }
         }
         (Method::POST, None) => {
@@ -985,74 +986,6 @@ async fn bind_pod(
         Ok(next)
     })
     .await?;
-    Ok(success_status(StatusCode::CREATED))
-}
-
-/// `pods/eviction`: delete a pod unless a PodDisruptionBudget forbids it (429).
-async fn evict_pod(
-    reg: &Registry,
-    rt: &ResourceType,
-    ns: &str,
-    name: &str,
-    eviction: &Value,
-) -> ApiResult<Response> {
-    let pod = reg.get(rt, Some(ns), name).await?;
-    let terminal = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
-    if !terminal {
-        if let Some(pdb_type) =
-            kubelab_resources::catalog::find("policy", "v1", "poddisruptionbudgets")
-        {
-            let pdbs = reg
-                .list(pdb_type, Some(ns), &ListOptions::default())
-                .await?;
-            let labels = crate::object::metadata(&pod)
-                .and_then(|m| m.get("labels"))
-                .and_then(Value::as_object);
-            for pdb in &pdbs.items {
-                let selects = pdb
-                    .pointer("/spec/selector")
-                    .and_then(|s| labels::from_label_selector_json(s).ok())
-                    .is_some_and(|s| !s.is_empty() && s.matches(labels));
-                if !selects {
-                    continue;
-                }
-                let allowed = pdb
-                    .pointer("/status/disruptionsAllowed")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                if allowed <= 0 {
-                    return Err(ApiError::TooManyRequests {
-                        message: format!(
-                            "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
-                            crate::object::name(pdb),
-                            pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
-                            pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0),
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    let mut opts = DeleteOptions::default();
-    if let Some(d) = eviction.get("deleteOptions") {
-        opts.grace_period_seconds = d.get("gracePeriodSeconds").and_then(Value::as_i64);
-        opts.precondition_uid = d
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(String::from);
-        opts.precondition_resource_version = d
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(String::from);
-        opts.dry_run = d
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|v| v == "All"));
-    }
-    reg.delete(rt, Some(ns), name, &opts).await?;
     Ok(success_status(StatusCode::CREATED))
 }
 

@@ -12,6 +12,7 @@ mod crd;
 mod custom;
 mod discovery;
 mod error;
+mod eviction;
 mod handlers;
 mod object;
 mod registry;
