@@ -373,6 +373,51 @@ fn a_stopped_node_turns_unknown_is_tainted_and_loses_its_pods_then_recovers() {
     );
     wait_ready(&server, "victim");
     wait_ready(&server, "patient");
+    // A Deployment whose pods tolerate the unreachable taint for 2 s, spread over the nodes.
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+{quick}      containers:
+      - name: app
+        image: busybox:1.36
+",
+            quick = quick
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        ),
+    );
+    server.ok(&k, &["rollout", "status", "deploy/web", "--timeout=30s"]);
+    let on_node = |node: &str| -> Vec<String> {
+        let pods = json(&server, &["get", "pods", "-l", "app=web"]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["spec"]["nodeName"] == node && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let doomed = on_node("fake-node-3");
+    assert!(
+        !doomed.is_empty(),
+        "the Deployment spread its pods: none on fake-node-3"
+    );
     let patient = json(&server, &["get", "pod", "patient"]);
     assert!(
         patient["spec"]["tolerations"]
@@ -428,6 +473,33 @@ fn a_stopped_node_turns_unknown_is_tainted_and_loses_its_pods_then_recovers() {
         condition(&victim, "DisruptionTarget").map(|c| c["reason"].clone()),
         Some("DeletionByTaintManager".into())
     );
+    // The Deployment's pods of fake-node-3 are replaced by Ready pods on the other nodes.
+    eventually(
+        "the Deployment's pods are replaced on the other nodes",
+        WAIT,
+        || {
+            let pods = json(&server, &["get", "pods", "-l", "app=web"]);
+            let live: Vec<&Value> = pods["items"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            let elsewhere_ready = live
+                .iter()
+                .filter(|p| {
+                    p["spec"]["nodeName"] != "fake-node-3" && condition_status(p, "Ready") == "True"
+                })
+                .count();
+            (live.len() == 3 && elsewhere_ready == 3).then_some(())
+        },
+    );
+    for name in &doomed {
+        let p = json(&server, &["get", "pod", name]);
+        assert!(
+            p.pointer("/metadata/deletionTimestamp").is_some(),
+            "{name} evicted"
+        );
+    }
     let patient = json(&server, &["get", "pod", "patient"]);
     assert!(patient.pointer("/metadata/deletionTimestamp").is_none());
     assert_eq!(condition_status(&patient, "Ready"), "False");
@@ -540,5 +612,71 @@ fn standalone_agent_joins_with_node_credentials() {
     assert!(
         agent_log.contains("registered simulated node"),
         "agent log:\n{agent_log}"
+    );
+}
+
+// A pod's containers start only once its claims are Bound (the kubelet's volume manager).
+#[test]
+fn a_pod_waits_for_its_claims_to_be_bound() {
+    let server = TestServer::start_args(&["--fake-nodes", "1"]);
+    let k = k();
+    pod_cidr(&server, "fake-node-1");
+    // A claim on a class no provisioner serves: Pending until a matching volume appears.
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 1Gi
+",
+    );
+    let with_claim =
+        "  volumes:\n  - name: data\n    persistentVolumeClaim:\n      claimName: data\n";
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        &pod_manifest("user", "fake-node-1", with_claim, ""),
+    );
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        &pod_manifest("plain", "fake-node-1", "", ""),
+    );
+    // The pod without claims runs; the pod with one is still Pending after that.
+    wait_ready(&server, "plain");
+    let user = json(&server, &["get", "pod", "user"]);
+    assert_eq!(user["status"]["phase"], "Pending", "{}", user["status"]);
+    assert!(user["status"]["podIP"].is_null(), "{}", user["status"]);
+
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        "apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: manual-1
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  capacity:
+    storage: 1Gi
+  hostPath:
+    path: /tmp/manual-1
+",
+    );
+    wait_ready(&server, "user");
+    assert_eq!(
+        server.ok(
+            &k,
+            &["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]
+        ),
+        "Bound"
     );
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -545,6 +545,19 @@ impl Agent {
     /// Starts the pod if needed, completes it when its time has come, and reports its status.
     async fn run_pod(&mut self, uid: &str, pod: &Pod) {
         if !self.records.contains_key(uid) {
+            // Like the kubelet's volume manager: containers start once every claim is Bound.
+            match self.claims_bound(pod).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.retry(uid);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %self.name(), pod = %pod_key(pod), error = %e, "cannot read the pod's claims");
+                    self.retry(uid);
+                    return;
+                }
+            }
             let Some(record) = self.start(pod) else {
                 return;
             };
@@ -584,6 +597,33 @@ impl Agent {
         if terminal {
             self.forget(uid);
         }
+    }
+
+    /// Whether every PersistentVolumeClaim the pod mounts exists and is Bound.
+    async fn claims_bound(&self, pod: &Pod) -> Result<bool, kube::Error> {
+        let claims: Vec<&str> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.as_str())
+            .collect();
+        if claims.is_empty() {
+            return Ok(true);
+        }
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), pod_namespace(pod));
+        for name in claims {
+            let bound = api
+                .get_opt(name)
+                .await?
+                .is_some_and(|c| c.status.and_then(|s| s.phase).as_deref() == Some("Bound"));
+            if !bound {
+                tracing::debug!(node = %self.name(), pod = %pod_key(pod), claim = name, "waiting for the claim to be bound");
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Decides a new pod's address and start time; None while it cannot start (no podCIDR
