@@ -7,6 +7,7 @@
 //! controller's cache, plus the blocks this process has just written and not yet seen come back
 //! (`State::pending`), so two reconciles can never hand out the same block.
 
+use crate::replicaset::events::{EventRecorder, WARNING};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -16,10 +17,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::{Context, Error, ERROR_REQUEUE};
@@ -100,7 +100,7 @@ struct State {
     nodes: Store<Node>,
     /// Node name -> block index written but not yet seen in the cache.
     pending: Mutex<HashMap<String, u32>>,
-    recorder: Recorder,
+    recorder: EventRecorder,
 }
 
 pub async fn run(ctx: Context) {
@@ -115,13 +115,7 @@ pub async fn run(ctx: Context) {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let controller = Controller::new(nodes, watcher::Config::default());
     let state = Arc::new(State {
-        recorder: Recorder::new(
-            ctx.client.clone(),
-            Reporter {
-                controller: "node-ipam-controller".into(),
-                instance: None,
-            },
-        ),
+        recorder: EventRecorder::new(ctx.client.clone(), "node-ipam-controller"),
         client: ctx.client,
         cluster,
         nodes: controller.store(),
@@ -193,20 +187,16 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action, Error> 
         .map_err(|e| Error::Invalid(format!("node cache unavailable: {e}")))?;
     let name = node.name_any();
     let Some(index) = choose_block(&state, &name) else {
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "CIDRNotAvailable".into(),
-            note: Some(format!(
+        state.recorder.record(
+            &*node,
+            WARNING,
+            "CIDRNotAvailable",
+            format!(
                 "Node {name} status is now: CIDRNotAvailable (no free /{} in {})",
                 state.cluster.node_prefix,
                 state.cluster.block(0)
-            )),
-            action: "AllocateCIDR".into(),
-            secondary: None,
-        };
-        if let Err(e) = state.recorder.publish(&event, &node.object_ref(&())).await {
-            tracing::debug!(error = %e, "cannot record event");
-        }
+            ),
+        );
         tracing::warn!(node = %name, "no free pod CIDR for node");
         return Ok(Action::requeue(EXHAUSTED_REQUEUE));
     };
