@@ -82,12 +82,24 @@ fn main() {
         "kubelab scheduler benchmark ({}), {NODES} simulated nodes, {PODS} pods",
         common::kubelab_bin().display()
     );
-    println!("-- run 1: scheduler alone: {PODS} bare pods from {CLIENTS} clients, {NODES} Node objects, no simulated nodes");
-    run(Scenario::BarePods, false);
-    println!("-- run 2: {PODS} bare pods from {CLIENTS} clients on {NODES} simulated nodes");
-    run(Scenario::BarePods, true);
-    println!("-- run 3: a Deployment of {PODS} replicas on {NODES} simulated nodes");
-    run(Scenario::Deployment, true);
+    // `KUBELAB_BENCH_RUNS=3` (or `1,3`, ...) picks runs; all by default.
+    let only = std::env::var("KUBELAB_BENCH_RUNS").ok();
+    let wanted = |n: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|r| r.trim() == n))
+    };
+    if wanted("1") {
+        println!("-- run 1: scheduler alone: {PODS} bare pods from {CLIENTS} clients, {NODES} Node objects, no simulated nodes");
+        run(Scenario::BarePods, false);
+    }
+    if wanted("2") {
+        println!("-- run 2: {PODS} bare pods from {CLIENTS} clients on {NODES} simulated nodes");
+        run(Scenario::BarePods, true);
+    }
+    if wanted("3") {
+        println!("-- run 3: a Deployment of {PODS} replicas on {NODES} simulated nodes");
+        run(Scenario::Deployment, true);
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -126,7 +126,8 @@ pub async fn run(ctx: Context) {
 
     let pod_events = reflector::reflector(
         pods_writer,
-        watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .modify(crate::strip_managed_fields),
     )
     .default_backoff();
     let pod_triggers = {

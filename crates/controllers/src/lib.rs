@@ -86,3 +86,9 @@ pub async fn run_all(client: kube::Client, config: Config) {
         service_lb::run(ctx.clone()),
     );
 }
+
+/// Drops an object's managedFields before it enters a cache: no controller reads them, and they
+/// are the bulk of a pod in memory (upstream's informers strip them the same way).
+pub(crate) fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}

@@ -95,7 +95,8 @@ pub async fn run(ctx: Context) {
     let (pods, pod_writer) = reflector::store::<Pod>();
     let pod_cache = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .modify(crate::strip_managed_fields),
     )
     .default_backoff()
     .for_each(|_| futures::future::ready(()));

@@ -521,7 +521,9 @@ pub async fn run(client: kube::Client, config: Config) {
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
     let config_watch = watcher::Config::default().page_size(1000);
     forward(
-        watcher(Api::<Pod>::all(client.clone()), config_watch.clone()).default_backoff(),
+        watcher(Api::<Pod>::all(client.clone()), config_watch.clone())
+            .modify(|p| p.metadata.managed_fields = None)
+            .default_backoff(),
         tx.clone(),
         |e| Input::Pod(Box::new(e)),
         "pods",

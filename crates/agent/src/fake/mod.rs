@@ -106,6 +106,7 @@ pub async fn run(client: kube::Client, config: FakeNodeConfig) {
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={name}")),
     )
+    .modify(|p| p.metadata.managed_fields = None)
     .default_backoff()
     .filter_map(|e| futures::future::ready(log_watch_error(e, "its pods")))
     .map(Input::Pod);
@@ -141,6 +142,7 @@ pub async fn run_pool(nodes: Vec<(kube::Client, FakeNodeConfig)>) {
         Api::<Pod>::all(watch_client),
         watcher::Config::default().fields("spec.nodeName!="),
     )
+    .modify(|p| p.metadata.managed_fields = None)
     .default_backoff()
     .filter_map(|e| futures::future::ready(log_watch_error(e, "bound pods")))
     .map(Input::Pod);

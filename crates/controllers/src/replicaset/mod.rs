@@ -69,7 +69,9 @@ async fn run_controller(client: kube::Client) {
     // runs ahead of the cache it reads.
     let pod_events = reflector::reflector(
         writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .modify(crate::strip_managed_fields)
+            .default_backoff(),
     )
     .touched_objects();
     let controller = Controller::new(
