@@ -1,8 +1,10 @@
-//! `kubelab agent`: a node agent that joins a running `kubelab server` with a kubeconfig
-//! carrying its node credentials (CN `system:node:<name>`, O `system:nodes`). Today only
-//! `--fake`: a simulated node (kubelab_agent::fake); the container-running agent comes later.
+//! `kubelab agent`: a node agent. It gets its node credentials (CN `system:node:<name>`, O
+//! `system:nodes`) in one of two ways: by joining with `--server URL --token TOKEN`
+//! (kubelab_agent::join: CA pinning, node password, certificates signed by the server, API
+//! traffic through the client-side load balancer), or from a ready-made `--kubeconfig`. Today
+//! only `--fake`: a simulated node (kubelab_agent::fake); the container-running agent comes later.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,10 +16,24 @@ pub struct AgentArgs {
     /// Run a simulated node (real Node, Lease and pod status; no containers).
     #[arg(long)]
     fake: bool,
-    /// Kubeconfig with this node's credentials.
+    /// Kubeconfig with this node's credentials (instead of joining with --server and --token).
+    #[arg(long, conflicts_with_all = ["server", "token", "with_node_id"], required_unless_present = "server")]
+    kubeconfig: Option<PathBuf>,
+    /// An API server to join, https://HOST:PORT (the registration address; the agent then
+    /// learns every API server from the `kubernetes` Endpoints).
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// The join token: the content of the server's <data-dir>/node-token
+    /// (K10<sha256 of the CA>::node:<secret>).
+    #[arg(long, env = "KUBELAB_TOKEN", hide_env_values = true, requires = "server")]
+    token: Option<String>,
+    /// Append a random suffix, made once and kept in the data directory, to the node name.
     #[arg(long)]
-    kubeconfig: PathBuf,
-    /// Node name (default: this host's name).
+    with_node_id: bool,
+    /// The agent's state: node password, node id, keys and certificates.
+    #[arg(long, default_value = "/var/lib/kubelab/agent")]
+    data_dir: PathBuf,
+/// Node name (default: this host's name).
     #[arg(long)]
     node_name: Option<String>,
     /// CPU capacity.
@@ -41,36 +57,96 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if !args.fake {
         anyhow::bail!("only simulated nodes exist yet: pass --fake");
     }
-    let name = match args.node_name {
-        Some(n) => n,
+    let base_name = match &args.node_name {
+        Some(n) => n.clone(),
         None => hostname::get()
             .ok()
             .and_then(|h| h.into_string().ok())
             .context("cannot read the host name; pass --node-name")?
             .to_lowercase(),
     };
-    if !is_dns_subdomain(&name) {
-        anyhow::bail!("invalid node name {name:?}: use lower-case letters, digits, '-' and '.'");
+    if !is_dns_subdomain(&base_name) {
+        anyhow::bail!("invalid node name {base_name:?}: use lower-case letters, digits, '-' and '.'");
     }
-    let kubeconfig = Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("cannot read the kubeconfig {}", args.kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("invalid kubeconfig {}", args.kubeconfig.display()))?;
-    let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).context("cannot build an API client")?;
-    let node_ip = args.node_ip.unwrap_or_else(|| derived_node_ip(&name));
+    let connection = connect(&args, base_name).await?;
+    let name = connection.name;
+    let node_ip = connection.node_ip;
     let mut fake = kubelab_agent::fake::FakeNodeConfig::new(name.clone(), node_ip);
     fake.cpu = args.cpu;
     fake.memory = args.memory;
     fake.pods = args.pods;
     fake.lease_renew_interval = Duration::from_secs(args.lease_renew_interval.max(1));
-    println!("kubelab agent: simulated node {name} ({node_ip}) joining {server}");
+    println!(
+        "kubelab agent: simulated node {name} ({node_ip}) joining {}",
+        connection.server
+    );
     tokio::select! {
-        _ = kubelab_agent::fake::run(client, fake) => {}
+        _ = kubelab_agent::fake::run(connection.client, fake) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    drop(connection.joined);
     Ok(())
+}
+
+/// A node's API connection, however it was obtained.
+struct Connection {
+    name: String,
+    node_ip: Ipv4Addr,
+    client: kube::Client,
+    /// Where the agent registered (for messages).
+    server: String,
+    /// The join's certificates and load balancer (None with --kubeconfig).
+    joined: Option<kubelab_agent::join::Joined>,
+}
+
+async fn connect(args: &AgentArgs, base_name: String) -> anyhow::Result<Connection> {
+    if let (Some(server), Some(token)) = (&args.server, &args.token) {
+        let mut config = kubelab_agent::join::JoinConfig {
+            server: server.clone(),
+            token: token.clone(),
+            node_name: base_name,
+            with_node_id: args.with_node_id,
+            node_ips: Vec::new(),
+            data_dir: args.data_dir.clone(),
+            max_attempts: None,
+        };
+        let name = kubelab_agent::join::final_node_name(&config)?;
+        let node_ip = args.node_ip.unwrap_or_else(|| derived_node_ip(&name));
+        config.node_ips = vec![IpAddr::V4(node_ip)];
+        let joined = kubelab_agent::join::join(&config)
+            .await
+            .context("cannot join the cluster")?;
+        println!(
+            "kubelab agent: node {name} joined {server}; API servers through {}",
+            joined.load_balancer.url()
+        );
+        return Ok(Connection {
+            name,
+            node_ip,
+            client: joined.client.clone(),
+            server: server.clone(),
+            joined: Some(joined),
+        });
+    }
+    let path = args
+        .kubeconfig
+        .as_ref()
+        .context("pass --server and --token to join, or --kubeconfig")?;
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).context("cannot build an API client")?;
+    let node_ip = args.node_ip.unwrap_or_else(|| derived_node_ip(&base_name));
+    Ok(Connection {
+        name: base_name,
+        node_ip,
+        client,
+        server,
+        joined: None,
+    })
 }
 
 fn is_dns_subdomain(name: &str) -> bool {

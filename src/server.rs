@@ -62,6 +62,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "localhost".into());
     let pki = kubelab_pki::ensure_server_pki(&args.data_dir, &host_name, &args.tls_san)
         .context("cannot prepare the cluster PKI")?;
+    // The join token agents present (`kubelab agent --token`), kept across restarts.
+    let node_token = kubelab_pki::ensure_node_token(&args.data_dir, &pki.ca.cert_pem)
+        .context("cannot prepare the node join token")?;
     let db = args.data_dir.join("state.db");
     let store = kubelab_store::SqliteStore::open(&db, kubelab_store::SqliteOptions::default())
         .with_context(|| format!("cannot open the database {}", db.display()))?;
@@ -103,6 +106,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &args.service_node_port_range,
         )
         .map_err(anyhow::Error::msg)?,
+        node_token: Some(node_token),
     })
     .await?;
     let server_url = format!("https://{}", url_host(advertise, running.local_addr.port()));

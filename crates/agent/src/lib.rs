@@ -3,3 +3,5 @@
 //! agent comes next. An API client like any other; it never touches the store.
 
 pub mod fake;
+pub mod join;
+pub mod lb;

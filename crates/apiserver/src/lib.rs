@@ -14,6 +14,7 @@ mod discovery;
 mod error;
 mod eviction;
 mod handlers;
+mod join;
 mod object;
 mod registry;
 mod request;

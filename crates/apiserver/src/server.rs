@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub advertise_address: IpAddr,
     /// Service ClusterIP range and NodePort range.
     pub service_ranges: crate::ServiceRanges,
+    /// The node join token (`<data-dir>/node-token`); `None` disables node joins.
+    pub node_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +80,20 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         .await
         .map_err(|e| ServeError::Bootstrap(crate::ApiError::internal(e)))??;
     tokio::spawn(crate::crd::run(registry.clone()));
+    let join = Arc::new(crate::join::JoinService {
+        ca: config.pki.ca.clone(),
+        node_token: config.node_token.clone(),
+        registry: registry.clone(),
+    });
     let state = Arc::new(ApiState {
         registry,
         openapi,
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),
     });
-    let app = axum::Router::new().fallback(dispatch).with_state(state);
+    let app = axum::Router::new()
+        .merge(crate::join::router(join))
+        .fallback(dispatch)
+        .with_state(state);
     let task = tokio::spawn(accept_loop(listener, acceptor, app));
     tracing::info!(%local_addr, "API server listening");
     Ok(RunningServer { local_addr, task })

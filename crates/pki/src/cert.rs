@@ -104,29 +104,8 @@ pub(crate) fn issue_leaf(
     sans: &[String],
     usage: Usage,
 ) -> Result<CertPair, Error> {
-    let mut params = base_params(common_name, organizations, LEAF_VALIDITY);
-    params.subject_alt_names = sans
-        .iter()
-        .map(|san| san_type(san))
-        .collect::<Result<_, _>>()?;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![match usage {
-        Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-        Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-    }];
-    params.use_authority_key_identifier_extension = true;
-
-    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|source| Error::Generate {
-        operation: "load the CA key",
-        subject: common_name.to_owned(),
-        source,
-    })?;
-    let issuer =
-        Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(|source| Error::Generate {
-            operation: "load the CA certificate",
-            subject: common_name.to_owned(),
-            source,
-        })?;
+    let params = leaf_params(common_name, organizations, sans, usage)?;
+    let issuer = load_issuer(ca, common_name)?;
     let key = generate_key(common_name)?;
     let cert = params
         .signed_by(&key, &issuer)
@@ -159,7 +138,45 @@ pub(crate) fn issue_leaf(
     })
 }
 
-fn generate_key(common_name: &str) -> Result<KeyPair, Error> {
+/// The parameters of a leaf certificate: subject, SANs, key usages, one year of validity.
+pub(crate) fn leaf_params(
+    common_name: &str,
+    organizations: &[&str],
+    sans: &[String],
+    usage: Usage,
+) -> Result<CertificateParams, Error> {
+    let mut params = base_params(common_name, organizations, LEAF_VALIDITY);
+    params.subject_alt_names = sans
+        .iter()
+        .map(|san| san_type(san))
+        .collect::<Result<_, _>>()?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![match usage {
+        Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// The CA as an rcgen issuer (`common_name` names the certificate being made, for errors).
+pub(crate) fn load_issuer(
+    ca: &CertPair,
+    common_name: &str,
+) -> Result<Issuer<'static, KeyPair>, Error> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|source| Error::Generate {
+        operation: "load the CA key",
+        subject: common_name.to_owned(),
+        source,
+    })?;
+    Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(|source| Error::Generate {
+        operation: "load the CA certificate",
+        subject: common_name.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn generate_key(common_name: &str) -> Result<KeyPair, Error> {
     // ECDSA P-256, like k3s.
     KeyPair::generate().map_err(|source| Error::Generate {
         operation: "generate a key",

@@ -21,6 +21,7 @@ mod der;
 mod error;
 mod fs;
 mod kubeconfig;
+mod node;
 mod server;
 mod tls;
 mod token;
@@ -31,6 +32,10 @@ pub use cert::{
 };
 pub use error::Error;
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig, KubeconfigSpec};
+pub use node::{
+    generate_private_key, issue_node_cert, node_csr, node_user, sign_node_csr, NodeCertKind,
+    NODES_GROUP,
+};
 pub use server::{
     ensure_server_pki, serving_sans, tls_dir, ServerPki, ADMIN_USER, CA_COMMON_NAME,
     CLUSTER_ADMINS_GROUP, CONTROLLER_MANAGER_USER, KUBERNETES_SERVICE_IP, KUBE_PROXY_USER,
