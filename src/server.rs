@@ -202,7 +202,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(c) = controllers {
         c.abort();
     }
-    running.task.abort();
+    running.shutdown().await;
     Ok(())
 }
 

@@ -52,6 +52,27 @@ pub enum ServeError {
 pub struct RunningServer {
     pub local_addr: SocketAddr,
     pub task: JoinHandle<()>,
+    /// Keeps this server's address in the `kubernetes` Endpoints.
+    endpoints: JoinHandle<()>,
+    registry: Arc<Registry>,
+    advertised: SocketAddr,
+}
+
+impl RunningServer {
+    /// Stop accepting connections and take this server out of the `kubernetes` Endpoints (so
+    /// node agents stop trying it at once rather than when its lease expires).
+    pub async fn shutdown(self) {
+        self.task.abort();
+        self.endpoints.abort();
+        let removal = crate::bootstrap::remove_endpoint(&self.registry, self.advertised);
+        match tokio::time::timeout(Duration::from_secs(2), removal).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot remove this server from the kubernetes Endpoints")
+            }
+            Err(_) => tracing::warn!("removing this server from the kubernetes Endpoints timed out"),
+        }
+    }
 }
 
 /// Bind, create the bootstrap objects and start serving.
@@ -86,7 +107,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         registry: registry.clone(),
     });
     let state = Arc::new(ApiState {
-        registry,
+        registry: registry.clone(),
         openapi,
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),
     });
@@ -95,8 +116,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         .fallback(dispatch)
         .with_state(state);
     let task = tokio::spawn(accept_loop(listener, acceptor, app));
+    let advertised = SocketAddr::new(config.advertise_address, local_addr.port());
+    let endpoints = tokio::spawn(crate::bootstrap::run_endpoint_reconciler(
+        registry.clone(),
+        advertised,
+    ));
     tracing::info!(%local_addr, "API server listening");
-    Ok(RunningServer { local_addr, task })
+    Ok(RunningServer {
+        local_addr,
+        task,
+        endpoints,
+        registry,
+        advertised,
+    })
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: axum::Router) {

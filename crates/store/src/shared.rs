@@ -379,6 +379,30 @@ impl Core {
         self.compacted.store(revision, Ordering::Release);
     }
 
+    /// Replaces the index with `keys` at `revision` after history this process never read was
+    /// compacted away by another process: nothing before `revision` can be replayed any more, so
+    /// every current watch ends (its client resumes, gets `Compacted`, and relists).
+    pub(crate) fn reset(&self, keys: BTreeMap<String, KeyValue>, revision: Revision) {
+        {
+            let mut index = write(&self.index);
+            index.keys = keys;
+            index.revision = revision;
+            self.revision.store(revision, Ordering::Release);
+        }
+        let mut hub = lock(&self.hub);
+        hub.ring.clear();
+        hub.published = revision;
+        if revision > hub.compacted {
+            hub.compacted = revision;
+            self.compacted.store(revision, Ordering::Release);
+        }
+        for watcher in hub.watchers.drain(..) {
+            if let Some(queue) = watcher.queue.upgrade() {
+                queue.close();
+            }
+        }
+    }
+
     /// Ends every watch stream (after it drains what it has buffered) with `Error::Closed`.
     pub(crate) fn close(&self) {
         let mut hub = lock(&self.hub);

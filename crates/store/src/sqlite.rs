@@ -10,11 +10,19 @@
 //! in-memory replay cache. The writer also compacts the log in small transactions between
 //! batches, so compaction never contends for the database lock.
 //!
-//! Architecture invariant: only the writer thread writes the database, and a process holds an
-//! exclusive lock on `<path>.lock` while the store is open, so revisions are assigned in one place.
+//! Several processes may open the same file (kine's model: several API servers over one
+//! database). Each keeps its own index and watch fan-out, and its writer thread applies the rows
+//! the others committed: at once when it is about to write, and otherwise when
+//! `PRAGMA data_version` says another connection committed (checked every `poll_interval`). Reads
+//! on one process therefore see another process's writes within about `poll_interval`; a write's
+//! preconditions are always checked against the latest state.
+//!
+//! Architecture invariant: within a process only the writer thread writes the database, and it
+//! assigns revisions only inside a write transaction (`BEGIN IMMEDIATE`, SQLite's database-wide
+//! write lock) after applying every row other processes committed before it; so revisions are
+//! assigned one at a time across all processes, and every process sees every revision, in order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -79,6 +87,8 @@ pub struct SqliteOptions {
     pub compact_interval: Duration,
     /// Most writes committed in one transaction (default 1024).
     pub max_batch: usize,
+    /// How often the writer checks whether another process wrote to the file (default 100 ms).
+    pub poll_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -90,6 +100,7 @@ impl Default for SqliteOptions {
             compact_batch: 1000,
             compact_interval: Duration::from_secs(60),
             max_batch: 1024,
+            poll_interval: Duration::from_millis(100),
         }
     }
 }
@@ -111,14 +122,12 @@ pub struct SqliteStore {
     path: PathBuf,
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    /// Held (locked) while the store is open; released when dropped or when the process dies.
-    _lock: File,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, loading current keys into memory and
     /// starting the writer thread. Blocking; call it at startup or from `spawn_blocking`.
-    /// Fails with an `Io` error of kind `WouldBlock` when another process has the store open.
+    /// Other processes may have the same file open (see the module documentation).
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path
@@ -127,21 +136,6 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(parent)?;
         }
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        lock_file.try_lock().map_err(|error| match error {
-            TryLockError::WouldBlock => Error::Io(std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                format!("{} is in use by another process", path.display()),
-            )),
-            TryLockError::Error(error) => Error::Io(error),
-        })?;
-
         let conn = Connection::open(&path)?;
         let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         if !journal.eq_ignore_ascii_case("wal") {
@@ -154,14 +148,12 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
 
-        let (keys, last_row) = load(&conn)?;
-        let compacted: Revision = conn
-            .query_row(SELECT_COMPACTED, [], |row| row.get(0))
-            .optional()?
-            .unwrap_or(0);
-        // Compaction never removes rows above the compacted revision, so the newest write is
-        // either the last row or (when it was a compacted tombstone) the compacted revision.
-        let revision = last_row.max(compacted);
+        // One snapshot for the keys, the compacted revision and the data version, so that the
+        // writer's first poll picks up exactly what other processes commit after it.
+        let transaction = conn.unchecked_transaction()?;
+        let data_version = data_version(&transaction)?;
+        let (keys, revision, compacted) = load_snapshot(&transaction)?;
+        transaction.commit()?;
         tracing::info!(
             path = %path.display(),
             keys = keys.len(),
@@ -192,6 +184,8 @@ impl SqliteStore {
             compact_batch: i64::try_from(options.compact_batch.max(1)).unwrap_or(i64::MAX),
             compact_interval: options.compact_interval,
             max_batch: options.max_batch.max(1),
+            poll_interval: options.poll_interval.max(Duration::from_millis(1)),
+            data_version,
         };
         let writer = std::thread::Builder::new()
             .name("kubelab-store-writer".into())
@@ -201,7 +195,6 @@ impl SqliteStore {
             path,
             requests: Some(requests),
             writer: Some(writer),
-            _lock: lock_file,
         })
     }
 
@@ -309,6 +302,88 @@ impl Store for SqliteStore {
     }
 }
 
+/// The current keys, the current revision and the compacted revision, from one snapshot.
+fn load_snapshot(conn: &Connection) -> Result<(BTreeMap<String, KeyValue>, Revision, Revision)> {
+    let (keys, last_row) = load(conn)?;
+    let compacted = compacted_revision(conn)?;
+    // Compaction never removes rows above the compacted revision, so the newest write is
+    // either the last row or (when it was a compacted tombstone) the compacted revision.
+    Ok((keys, last_row.max(compacted), compacted))
+}
+
+fn compacted_revision(conn: &Connection) -> Result<Revision> {
+    Ok(conn
+        .query_row(SELECT_COMPACTED, [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Changes whenever another connection (another process) commits to the database.
+fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA data_version", [], |row| row.get(0))?)
+}
+
+/// Rows other processes committed after `revision`, at most this many per read.
+const CATCH_UP_PAGE: usize = 1024;
+
+/// Apply to `core` every row committed after `*revision` (by other processes), in order, and
+/// any compaction they did. Runs inside a transaction of the caller (one snapshot). When rows
+/// this process never saw were compacted away, the index is rebuilt from the log and every
+/// watch ends (their clients resume from a compacted revision and relist).
+fn catch_up(
+    conn: &Connection,
+    core: &Core,
+    revision: &mut Revision,
+    compacted: &mut Revision,
+) -> Result<()> {
+    let log_compacted = compacted_revision(conn)?;
+    if log_compacted > *revision {
+        return reset(conn, core, revision, compacted);
+    }
+    loop {
+        let (events, scanned, _) =
+            SqliteReader::read_rows(conn, "", *revision, Revision::MAX, CATCH_UP_PAGE)?;
+        let Some(last) = events.last().map(Event::revision) else {
+            break;
+        };
+        let contiguous = events
+            .iter()
+            .zip(*revision + 1..)
+            .all(|(event, expected)| event.revision() == expected);
+        if !contiguous {
+            return reset(conn, core, revision, compacted);
+        }
+        *revision = last;
+        core.commit(events);
+        if scanned < CATCH_UP_PAGE {
+            break;
+        }
+    }
+    if log_compacted > *compacted {
+        *compacted = log_compacted;
+        core.set_compacted(log_compacted, false);
+    }
+    Ok(())
+}
+
+fn reset(
+    conn: &Connection,
+    core: &Core,
+    revision: &mut Revision,
+    compacted: &mut Revision,
+) -> Result<()> {
+    let (keys, new_revision, new_compacted) = load_snapshot(conn)?;
+    tracing::warn!(
+        from = *revision,
+        to = new_revision,
+        "another process compacted history this one had not read; reloading the store"
+    );
+    *revision = new_revision;
+    *compacted = new_compacted.max(new_revision);
+    core.reset(keys, new_revision);
+    Ok(())
+}
+
 /// Replays the log into the current keys. Returns them and the highest revision in the log.
 fn load(conn: &Connection) -> Result<(BTreeMap<String, KeyValue>, Revision)> {
     let mut keys = BTreeMap::new();
@@ -347,6 +422,9 @@ struct Writer {
     compact_batch: i64,
     compact_interval: Duration,
     max_batch: usize,
+    poll_interval: Duration,
+    /// `PRAGMA data_version` when this writer last applied other processes' rows.
+    data_version: i64,
 }
 
 impl Writer {
@@ -355,6 +433,7 @@ impl Writer {
         let mut idle = true;
         // After a failed compaction, none is attempted before this instant.
         let mut retry_after: Option<Instant> = None;
+        let mut last_request = Instant::now();
         loop {
             let pending = self.compaction_due(idle, retry_after).is_some();
             let first = if pending {
@@ -364,17 +443,21 @@ impl Writer {
                     Err(TryRecvError::Disconnected) => break,
                 }
             } else {
-                match requests.recv_timeout(self.compact_interval) {
+                match requests.recv_timeout(self.poll_interval.min(self.compact_interval)) {
                     Ok(request) => Some(request),
-                    Err(RecvTimeoutError::Timeout) => {
-                        idle = true;
-                        None
-                    }
+                    Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
+            if first.is_none() {
+                self.poll_other_processes();
+                if last_request.elapsed() >= self.compact_interval {
+                    idle = true;
+                }
+            }
             if let Some(first) = first {
                 idle = false;
+                last_request = Instant::now();
                 let mut batch = vec![first];
                 while batch.len() < self.max_batch {
                     match requests.try_recv() {
@@ -415,16 +498,94 @@ impl Writer {
         (backlog >= self.compact_batch || (idle && backlog > 0)).then_some(horizon)
     }
 
+    /// Apply what other processes committed since the last look, if anything.
+    fn poll_other_processes(&mut self) {
+        let result = data_version(&self.conn).and_then(|version| {
+            if version == self.data_version {
+                return Ok(());
+            }
+            let transaction = self.conn.unchecked_transaction()?;
+            catch_up(
+                &transaction,
+                &self.core,
+                &mut self.revision,
+                &mut self.compacted,
+            )?;
+            transaction.commit()?;
+            self.data_version = version;
+            Ok(())
+        });
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot read other processes' writes; will retry");
+        }
+    }
+
     fn process(&mut self, batch: Vec<Request>) {
+        let mut writes = Vec::new();
+        let mut compactions = Vec::new();
+        for request in batch {
+            match request {
+                Request::Write { op, reply } => writes.push((op, reply)),
+                Request::Compact { revision, reply } => compactions.push((revision, reply)),
+            }
+        }
+        if !writes.is_empty() {
+            self.write_batch(writes);
+        }
+        for (revision, reply) in compactions {
+            let target = revision.min(self.revision);
+            let mut outcome = Ok(self.compacted);
+            while self.compacted < target {
+                if let Err(error) = self.compact_step(target) {
+                    outcome = Err(error);
+                    break;
+                }
+                outcome = Ok(self.compacted);
+            }
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// One write transaction: take SQLite's write lock, apply other processes' rows, check
+    /// and number every write of the batch, append them, commit, then publish.
+    fn write_batch(&mut self, writes: Vec<(WriteOp, oneshot::Sender<Result<KeyValue>>)>) {
+        let transaction = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                tracing::error!(%error, "cannot start a sqlite write transaction");
+                for (_, reply) in writes {
+                    let _ = reply.send(Err(Error::Io(std::io::Error::other(format!(
+                        "sqlite write transaction failed: {error}"
+                    )))));
+                }
+                return;
+            }
+        };
+        if let Err(error) = catch_up(
+            &transaction,
+            &self.core,
+            &mut self.revision,
+            &mut self.compacted,
+        ) {
+            tracing::error!(%error, "cannot read other processes' writes before writing");
+            for (_, reply) in writes {
+                let _ = reply.send(Err(Error::Io(std::io::Error::other(format!(
+                    "cannot read the log before writing: {error}"
+                )))));
+            }
+            return;
+        }
         // Keys written earlier in this batch: their state after those writes.
         let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
         let mut events = Vec::new();
         let mut replies = Vec::new();
-        let mut compactions = Vec::new();
         let mut next = self.revision + 1;
-        for request in batch {
-            match request {
-                Request::Write { op, reply } => {
+        for (op, reply) in writes {
+            {
+                {
                     let current = match overlay.get(op.key()) {
                         Some(state) => state.clone(),
                         None => self.core.get(op.key()),
@@ -441,11 +602,10 @@ impl Writer {
                         Err(error) => replies.push((reply, Err(error))),
                     }
                 }
-                Request::Compact { revision, reply } => compactions.push((revision, reply)),
             }
         }
         if !events.is_empty() {
-            match self.append(&events) {
+            match append(transaction, &events) {
                 Ok(()) => {
                     self.revision = next - 1;
                     self.core.commit(events);
@@ -466,40 +626,6 @@ impl Writer {
             // The caller may have gone away; the write stands regardless.
             let _ = reply.send(outcome);
         }
-        for (revision, reply) in compactions {
-            let target = revision.min(self.revision);
-            let mut outcome = Ok(self.compacted);
-            while self.compacted < target {
-                if let Err(error) = self.compact_step(target) {
-                    outcome = Err(error);
-                    break;
-                }
-                outcome = Ok(self.compacted);
-            }
-            let _ = reply.send(outcome);
-        }
-    }
-
-    fn append(&mut self, events: &[Event]) -> rusqlite::Result<()> {
-        let transaction = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = transaction.prepare_cached(INSERT_ROW)?;
-            for event in events {
-                let prev_revision = event.prev.as_ref().map_or(0, |prev| prev.mod_revision);
-                insert.execute(params![
-                    event.revision(),
-                    event.kv.key,
-                    event.event_type == EventType::Created,
-                    event.event_type == EventType::Deleted,
-                    event.kv.create_revision,
-                    prev_revision,
-                    event.kv.value,
-                ])?;
-            }
-        }
-        transaction.commit()
     }
 
     /// One compaction transaction: removes rows superseded by a row in
@@ -507,14 +633,19 @@ impl Writer {
     /// Rows above the new compacted revision keep their previous row, so replayed events after
     /// it still carry `prev`.
     fn compact_step(&mut self, target: Revision) -> Result<()> {
-        let from = self.compacted;
-        let to = target.min(from.saturating_add(self.compact_batch));
-        if to <= from {
-            return Ok(());
-        }
         let transaction = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have compacted further already.
+        let from = self.compacted.max(compacted_revision(&transaction)?);
+        let to = target.min(from.saturating_add(self.compact_batch));
+        if to <= from {
+            if from > self.compacted {
+                self.compacted = from;
+                self.core.set_compacted(from, false);
+            }
+            return Ok(());
+        }
         let superseded = transaction.execute(
             "DELETE FROM log WHERE revision IN
                  (SELECT prev_revision FROM log WHERE revision > ?1 AND revision <= ?2 AND prev_revision > 0)",
@@ -526,7 +657,7 @@ impl Writer {
         )?;
         transaction.execute(
             "INSERT INTO meta (name, value) VALUES ('compact_revision', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                 ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
             params![to],
         )?;
         transaction.commit()?;
@@ -535,6 +666,26 @@ impl Writer {
         tracing::debug!(compacted = to, superseded, tombstones, "compacted log");
         Ok(())
     }
+}
+
+/// Append `events` and commit the write transaction that checked them.
+fn append(transaction: rusqlite::Transaction<'_>, events: &[Event]) -> rusqlite::Result<()> {
+    {
+        let mut insert = transaction.prepare_cached(INSERT_ROW)?;
+        for event in events {
+            let prev_revision = event.prev.as_ref().map_or(0, |prev| prev.mod_revision);
+            insert.execute(params![
+                event.revision(),
+                event.kv.key,
+                event.event_type == EventType::Created,
+                event.event_type == EventType::Deleted,
+                event.kv.create_revision,
+                prev_revision,
+                event.kv.value,
+            ])?;
+        }
+    }
+    transaction.commit()
 }
 
 /// Reads the log for watch replay, on a small pool of read-only connections.
@@ -575,8 +726,22 @@ impl SqliteReader {
                 oldest: compacted,
             });
         }
+        let (events, scanned, last) = Self::read_rows(&transaction, prefix, after, upto, page)?;
+        Ok((events, if scanned < page { upto } else { last }))
+    }
+
+    /// The events of the rows in `(after, upto]` whose key starts with `prefix`, reading at most
+    /// `page` rows; also how many rows were read and the revision of the last one read (`after`
+    /// when none). No transaction of its own: the caller's.
+    fn read_rows(
+        conn: &Connection,
+        prefix: &str,
+        after: Revision,
+        upto: Revision,
+        page: usize,
+    ) -> Result<(Vec<Event>, usize, Revision)> {
         let limit = i64::try_from(page).unwrap_or(i64::MAX);
-        let mut statement = transaction.prepare_cached(READ_PAGE)?;
+        let mut statement = conn.prepare_cached(READ_PAGE)?;
         let mut rows = statement.query(params![after, upto, limit])?;
         let mut events = Vec::new();
         let mut scanned = 0usize;
@@ -624,10 +789,7 @@ impl SqliteReader {
                 prev,
             });
         }
-        if scanned < page {
-            last = upto;
-        }
-        Ok((events, last))
+        Ok((events, scanned, last))
     }
 }
 

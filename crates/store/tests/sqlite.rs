@@ -1,5 +1,5 @@
-//! SQLite-only behaviour: persistence across reopen, replay from the log after a restart, the
-//! single-process lock, and durability of acknowledged writes across kill -9.
+//! SQLite-only behaviour: persistence across reopen, replay from the log after a restart, several
+//! processes on one file, and durability of acknowledged writes across kill -9.
 
 mod common;
 
@@ -96,16 +96,87 @@ async fn watch_resumes_from_the_log_after_reopen() {
     writer.await.unwrap();
 }
 
-#[test]
-fn second_open_of_the_same_file_is_refused() {
+/// Two stores on one file, as two `kubelab server` processes on one data directory: each sees
+/// the other's writes (index and watches), revisions interleave without gaps or reuse, and
+/// preconditions are checked against the latest write whoever made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_share_one_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
-    let _first = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-    match SqliteStore::open(&path, SqliteOptions::default()) {
-        Err(Error::Io(error)) => assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock),
-        Err(other) => panic!("expected a WouldBlock io error, got {other}"),
-        Ok(_) => panic!("second open succeeded"),
+    let a = open(&path);
+    let b = open(&path);
+    let mut watch_b = b.watch("/shared/", 0).await.unwrap();
+
+    let first = a.create("/shared/x", b"1".to_vec()).await.unwrap();
+    assert_eq!(first.mod_revision, 1);
+    // b writes next: it applies a's row first, so its write is revision 2.
+    let second = b.create("/shared/y", b"2".to_vec()).await.unwrap();
+    assert_eq!(second.mod_revision, 2);
+    assert_eq!(b.get("/shared/x").await.unwrap(), Some(first.clone()));
+    // A stale precondition is refused even though b never read x itself.
+    match b.update("/shared/x", b"stale".to_vec(), Some(0)).await {
+        Err(Error::Conflict { actual, .. }) => assert_eq!(actual, 1),
+        other => panic!("expected a conflict, got {other:?}"),
     }
+    match b.create("/shared/x", b"again".to_vec()).await {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    // a learns of b's write by polling, without writing itself.
+    common::wait_until("a sees b's write", || async {
+        a.get("/shared/y").await.unwrap().is_some()
+    })
+    .await;
+    assert_eq!(a.current_revision(), 2);
+    let third = a.update("/shared/y", b"3".to_vec(), Some(2)).await.unwrap();
+    assert_eq!(third.mod_revision, 3);
+
+    // b's watch sees every revision once, in order, whoever wrote it.
+    for revision in 1..=3 {
+        assert_eq!(next_event(&mut watch_b).await.revision(), revision);
+    }
+    let event = next_event(&mut watch_b);
+    let written = a.delete("/shared/x", None);
+    let (event, written) = tokio::join!(event, written);
+    assert_eq!(event.event_type, EventType::Deleted);
+    assert_eq!(event.revision(), written.unwrap().mod_revision);
+}
+
+/// A store that missed history another process has since compacted reloads from the log, and
+/// its watches end (their clients resume from a compacted revision and relist).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_behind_compacted_history_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let a = open(&path);
+    let sleepy = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            poll_interval: std::time::Duration::from_secs(3600),
+            compact_interval: std::time::Duration::from_secs(3600),
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    let mut watch = sleepy.watch("/c/", 0).await.unwrap();
+    for i in 0..20u8 {
+        a.create(&format!("/c/{i}"), vec![i]).await.unwrap();
+    }
+    a.delete("/c/0", None).await.unwrap();
+    assert_eq!(a.compact(21).await.unwrap(), 21);
+    // The sleepy store's next write applies what it missed: reload, then write at 22.
+    let written = sleepy.create("/c/new", b"n".to_vec()).await.unwrap();
+    assert_eq!(written.mod_revision, 22);
+    assert_eq!(sleepy.compacted_revision(), 21);
+    assert_eq!(sleepy.get("/c/0").await.unwrap(), None);
+    assert_eq!(sleepy.count("/c/").await.unwrap(), 20);
+    loop {
+        match common::next(&mut watch).await {
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!(is_compacted(&sleepy.watch("/c/", 5).await).is_some());
 }
 
 const CHILD_ENV: &str = "KUBELAB_STORE_KILL9_DB";
