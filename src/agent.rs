@@ -25,7 +25,12 @@ pub struct AgentArgs {
     server: Option<String>,
     /// The join token: the content of the server's <data-dir>/node-token
     /// (K10<sha256 of the CA>::node:<secret>).
-    #[arg(long, env = "KUBELAB_TOKEN", hide_env_values = true, requires = "server")]
+    #[arg(
+        long,
+        env = "KUBELAB_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
     token: Option<String>,
     /// Append a random suffix, made once and kept in the data directory, to the node name.
     #[arg(long)]
@@ -33,7 +38,7 @@ pub struct AgentArgs {
     /// The agent's state: node password, node id, keys and certificates.
     #[arg(long, default_value = "/var/lib/kubelab/agent")]
     data_dir: PathBuf,
-/// Node name (default: this host's name).
+    /// Node name (default: this host's name).
     #[arg(long)]
     node_name: Option<String>,
     /// CPU capacity.
@@ -66,7 +71,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .to_lowercase(),
     };
     if !is_dns_subdomain(&base_name) {
-        anyhow::bail!("invalid node name {base_name:?}: use lower-case letters, digits, '-' and '.'");
+        anyhow::bail!(
+            "invalid node name {base_name:?}: use lower-case letters, digits, '-' and '.'"
+        );
     }
     let connection = connect(&args, base_name).await?;
     let name = connection.name;

@@ -65,8 +65,11 @@ impl State {
     /// The servers to try for a new connection, in order.
     fn candidates(&self) -> Vec<String> {
         let now = Instant::now();
-        let recently_failed =
-            |s: &String| self.failed.get(s).is_some_and(|at| now - *at < FAILURE_MEMORY);
+        let recently_failed = |s: &String| {
+            self.failed
+                .get(s)
+                .is_some_and(|at| now - *at < FAILURE_MEMORY)
+        };
         let mut all: Vec<String> = Vec::new();
         if let Some(current) = &self.current {
             if self.learned.contains(current) || *current == self.default {
@@ -264,7 +267,12 @@ mod tests {
         }));
         assert_eq!(
             endpoint_addresses(&e),
-            ["10.0.0.1:6443", "10.0.0.2:6443", "127.0.0.1:7443", "[fd00::1]:7443"]
+            [
+                "10.0.0.1:6443",
+                "10.0.0.2:6443",
+                "127.0.0.1:7443",
+                "[fd00::1]:7443"
+            ]
         );
         assert!(endpoint_addresses(&endpoints(serde_json::json!({"metadata": {}}))).is_empty());
     }

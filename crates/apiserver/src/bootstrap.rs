@@ -189,20 +189,26 @@ async fn reconcile_endpoints(reg: &Registry, own: Option<SocketAddr>) -> ApiResu
         let renewed = lease["spec"]["renewTime"]
             .as_str()
             .and_then(|s| s.parse::<jiff::Timestamp>().ok());
-        let fresh = renewed.is_some_and(|at| {
-            now.duration_since(at).as_secs() < ENDPOINT_LEASE_SECONDS
-        });
+        let fresh =
+            renewed.is_some_and(|at| now.duration_since(at).as_secs() < ENDPOINT_LEASE_SECONDS);
         if fresh {
             live.insert((addr.port(), addr.ip()));
         } else if Some(addr) != own {
             let name = crate::object::name(lease).to_string();
             tracing::info!(server = %addr, "API server lease expired; removing it from the kubernetes Endpoints");
             match reg
-                .delete(leases, Some(LEASE_NAMESPACE), &name, &DeleteOptions::default())
+                .delete(
+                    leases,
+                    Some(LEASE_NAMESPACE),
+                    &name,
+                    &DeleteOptions::default(),
+                )
                 .await
             {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                Err(error) => tracing::debug!(%error, lease = %name, "cannot delete an expired lease"),
+                Err(error) => {
+                    tracing::debug!(%error, lease = %name, "cannot delete an expired lease")
+                }
             }
         }
     }

@@ -356,7 +356,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -396,7 +396,8 @@ mod tests {
     #[test]
     fn password_hash_round_trip() {
         let stored = hash_password("pw-1");
-        let secret = json!({"data": {"hash": base64::engine::general_purpose::STANDARD.encode(&stored)}});
+        let secret =
+            json!({"data": {"hash": base64::engine::general_purpose::STANDARD.encode(&stored)}});
         assert!(stored_password_matches(&secret, "pw-1"));
         assert!(!stored_password_matches(&secret, "pw-2"));
         assert!(!stored_password_matches(&json!({}), "pw-1"));

@@ -70,7 +70,9 @@ impl RunningServer {
             Ok(Err(error)) => {
                 tracing::warn!(%error, "cannot remove this server from the kubernetes Endpoints")
             }
-            Err(_) => tracing::warn!("removing this server from the kubernetes Endpoints timed out"),
+            Err(_) => {
+                tracing::warn!("removing this server from the kubernetes Endpoints timed out")
+            }
         }
     }
 }

@@ -37,7 +37,10 @@ impl ServerAddress {
             return Err(invalid("the scheme must be https"));
         }
         let host = uri.host().ok_or_else(|| invalid("no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if uri.path() != "/" && !uri.path().is_empty() {
             return Err(invalid("it must not have a path"));
         }

@@ -100,7 +100,9 @@ pub enum JoinError {
     Unreachable { server: String, reason: String },
     #[error("TLS with {server} failed: {reason}")]
     Tls { server: String, reason: String },
-    #[error("{server} refused the token: its node credentials do not match the server's node-token")]
+    #[error(
+        "{server} refused the token: its node credentials do not match the server's node-token"
+    )]
     Unauthorized { server: String },
     #[error("{server} refused node {node:?}: {message}")]
     Refused {
@@ -382,8 +384,8 @@ fn kubeconfig(server: &str, ca_pem: &str, cert: &CertPair) -> Result<String, Joi
 /// An API client for `server` with the node's certificate.
 async fn client(server: &str, ca_pem: &str, cert: &CertPair) -> Result<kube::Client, JoinError> {
     let yaml = kubeconfig(server, ca_pem, cert)?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)
-        .map_err(|e| JoinError::Client(e.to_string()))?;
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| JoinError::Client(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),

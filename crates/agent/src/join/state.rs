@@ -77,7 +77,7 @@ impl StateDir {
         path: &Path,
         make: impl FnOnce() -> Result<String, JoinError>,
     ) -> Result<String, JoinError> {
-        let value = make()?;
+        let value = make()?.trim().to_owned();
         write_atomic(path, format!("{value}\n").as_bytes(), PRIVATE)?;
         Ok(value)
     }
@@ -170,7 +170,10 @@ mod tests {
         let password = state.node_password().unwrap();
         assert_eq!(password.len(), 32);
         assert_eq!(mode(&state.path(NODE_PASSWORD_FILE)), 0o600);
-        assert_eq!(StateDir::open(&dir).unwrap().node_password().unwrap(), password);
+        assert_eq!(
+            StateDir::open(&dir).unwrap().node_password().unwrap(),
+            password
+        );
         let id = state.node_id().unwrap();
         assert_eq!(id.len(), 8);
         assert_eq!(state.node_id().unwrap(), id);
