@@ -12,12 +12,13 @@ use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("credentials").required(true).args(["kubeconfig", "server"])))]
 pub struct AgentArgs {
     /// Run a simulated node (real Node, Lease and pod status; no containers).
     #[arg(long)]
     fake: bool,
     /// Kubeconfig with this node's credentials (instead of joining with --server and --token).
-    #[arg(long, conflicts_with_all = ["server", "token", "with_node_id"], required_unless_present = "server")]
+    #[arg(long, conflicts_with_all = ["server", "token", "with_node_id"])]
     kubeconfig: Option<PathBuf>,
     /// An API server to join, https://HOST:PORT (the registration address; the agent then
     /// learns every API server from the `kubernetes` Endpoints).
