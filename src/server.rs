@@ -65,6 +65,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The join token agents present (`kubelab agent --token`), kept across restarts.
     let node_token = kubelab_pki::ensure_node_token(&args.data_dir, &pki.ca.cert_pem)
         .context("cannot prepare the node join token")?;
+    let service_account_key =
+        kubelab_pki::ensure_service_account_key(&kubelab_pki::tls_dir(&args.data_dir))
+            .context("cannot prepare the service-account signing key")?;
     let db = args.data_dir.join("state.db");
     let store = kubelab_store::SqliteStore::open(&db, kubelab_store::SqliteOptions::default())
         .with_context(|| format!("cannot open the database {}", db.display()))?;
@@ -101,6 +104,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         pki,
         store: Arc::new(store),
         advertise_address: advertise,
+        service_account_key,
         service_ranges: kubelab_apiserver::ServiceRanges::parse(
             &args.service_cidr,
             &args.service_node_port_range,

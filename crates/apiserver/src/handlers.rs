@@ -22,6 +22,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Shared state of the HTTP front.
 pub struct ApiState {
     pub registry: Arc<Registry>,
+    /// Service-account token signer and verifier.
+    pub tokens: crate::authn::TokenAuthority,
     pub openapi: kubelab_openapi::OpenApi,
     /// host:port clients reach this server at (legacy discovery's serverAddressByClientCIDRs).
     pub server_address: String,
@@ -72,11 +74,7 @@ pub async fn dispatch(
         "/version" | "/version/" => return json_response(StatusCode::OK, &version_info()),
         _ => {}
     }
-    let Some(identity) = parts
-        .extensions
-        .get::<Authenticated>()
-        .and_then(|a| a.0.clone())
-    else {
+    let Some(identity) = authenticate(&state, &parts).await else {
         return ApiError::Unauthorized.into_response();
     };
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -103,6 +101,29 @@ pub async fn dispatch(
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The request's user: its client certificate's, else its bearer token's. A request that
+/// presents a bearer token that does not verify is unauthenticated (401), as upstream.
+async fn authenticate(
+    state: &ApiState,
+    parts: &http::request::Parts,
+) -> Option<kubelab_pki::Identity> {
+    if let Some(id) = parts
+        .extensions
+        .get::<Authenticated>()
+        .and_then(|a| a.0.clone())
+    {
+        return Some(id);
+    }
+    let token = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    crate::authn::authenticate_bearer(&state.registry, &state.tokens, token).await
 }
 
 async fn route_request(
@@ -246,6 +267,16 @@ async fn resource_request(
                 StatusCode::CREATED,
                 &review(rt, obj, identity)?,
             ))
+        }
+        (Method::POST, Some(name))
+            if rt.group.is_empty()
+                && rt.plural == "serviceaccounts"
+                && p.subresource.as_deref() == Some("token") =>
+        {
+            let obj = request::decode_object(body, &request::content_type(headers))?;
+            let ns = ns.ok_or(ApiError::NoRoute)?;
+            let issued = crate::authn::token_request(reg, &state.tokens, ns, name, &obj).await?;
+            Ok(json_response(StatusCode::CREATED, &issued))
         }
         (Method::POST, Some(name))
             if rt.group.is_empty()

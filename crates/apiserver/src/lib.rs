@@ -7,6 +7,7 @@
 //! `kubelab_resources`; this crate has no per-kind handlers or tables.
 
 mod allocator;
+mod authn;
 mod bootstrap;
 mod crd;
 mod custom;

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub service_ranges: crate::ServiceRanges,
     /// The node join token (`<data-dir>/node-token`); `None` disables node joins.
     pub node_token: Option<String>,
+    /// Signs and verifies service-account tokens.
+    pub service_account_key: kubelab_pki::ServiceAccountKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         node_token: config.node_token.clone(),
         registry: registry.clone(),
     });
+    let tokens = crate::authn::TokenAuthority::new(&config.service_account_key)?;
     let state = Arc::new(ApiState {
+        tokens,
         registry: registry.clone(),
         openapi,
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),

@@ -23,6 +23,7 @@ mod fs;
 mod kubeconfig;
 mod node;
 mod server;
+mod service_account;
 mod tls;
 mod token;
 
@@ -40,6 +41,9 @@ pub use server::{
     ensure_server_pki, serving_sans, tls_dir, ServerPki, ADMIN_USER, CA_COMMON_NAME,
     CLUSTER_ADMINS_GROUP, CONTROLLER_MANAGER_USER, KUBERNETES_SERVICE_IP, KUBE_PROXY_USER,
     RENEW_BEFORE, SCHEDULER_USER, SERVING_COMMON_NAME, SUPER_ADMIN_USER, SYSTEM_MASTERS_GROUP,
+};
+pub use service_account::{
+    ensure_service_account_key, ServiceAccountKey, SERVICE_ACCOUNT_KEY_FILE,
 };
 pub use tls::{client_tls_config, server_tls_config, ALPN_PROTOCOLS};
 pub use token::{
