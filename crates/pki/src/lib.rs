@@ -38,14 +38,15 @@ pub use node::{
     NODES_GROUP,
 };
 pub use server::{
-    ensure_server_pki, serving_sans, tls_dir, ServerPki, ADMIN_USER, CA_COMMON_NAME,
-    CLUSTER_ADMINS_GROUP, CONTROLLER_MANAGER_USER, KUBERNETES_SERVICE_IP, KUBE_PROXY_USER,
-    RENEW_BEFORE, SCHEDULER_USER, SERVING_COMMON_NAME, SUPER_ADMIN_USER, SYSTEM_MASTERS_GROUP,
+    ensure_server_pki, issue_serving_cert, serving_sans, tls_dir, ServerPki, ADMIN_USER,
+    CA_COMMON_NAME, CLUSTER_ADMINS_GROUP, CONTROLLER_MANAGER_USER, KUBELET_API_GROUP,
+    KUBELET_CLIENT_USER, KUBERNETES_SERVICE_IP, KUBE_PROXY_USER, RENEW_BEFORE, SCHEDULER_USER,
+    SERVING_COMMON_NAME, SUPER_ADMIN_USER, SYSTEM_MASTERS_GROUP,
 };
 pub use service_account::{
     ensure_service_account_key, ServiceAccountKey, SERVICE_ACCOUNT_KEY_FILE,
 };
-pub use tls::{client_tls_config, server_tls_config, ALPN_PROTOCOLS};
+pub use tls::{client_tls_config, kubelet_server_tls_config, server_tls_config, ALPN_PROTOCOLS};
 pub use token::{
     ca_hash, ensure_node_token, node_token, parse_token, verify_node_token, ParsedToken,
     NODE_TOKEN_FILE, NODE_TOKEN_USER,

@@ -28,6 +28,10 @@ pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// User of the service proxy.
 pub const KUBE_PROXY_USER: &str = "system:kube-proxy";
+/// User the API server authenticates as to kubelets (kubeadm's `apiserver-kubelet-client`).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+/// Group of [`KUBELET_CLIENT_USER`]: kubelets let it read logs, exec, attach and port-forward.
+pub const KUBELET_API_GROUP: &str = "kubelab:kubelet-api";
 /// First IP of the default service CIDR 10.96.0.0/12: the `kubernetes` Service's ClusterIP.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
@@ -52,6 +56,9 @@ pub struct ServerPki {
     pub scheduler: CertPair,
     /// CN `system:kube-proxy`.
     pub kube_proxy: CertPair,
+    /// CN `kube-apiserver-kubelet-client`, O `kubelab:kubelet-api`: the API server's client
+    /// certificate towards kubelets (logs, exec, attach, port-forward).
+    pub kubelet_client: CertPair,
 }
 
 /// The directory holding the server's certificates and keys.
@@ -145,6 +152,11 @@ pub fn ensure_server_pki(
     let controller_manager = client("controller-manager", CONTROLLER_MANAGER_USER, &[])?;
     let scheduler = client("scheduler", SCHEDULER_USER, &[])?;
     let kube_proxy = client("kube-proxy", KUBE_PROXY_USER, &[])?;
+    let kubelet_client = client(
+        "kube-apiserver-kubelet-client",
+        KUBELET_CLIENT_USER,
+        &[KUBELET_API_GROUP],
+    )?;
 
     Ok(ServerPki {
         ca,
@@ -154,7 +166,19 @@ pub fn ensure_server_pki(
         controller_manager,
         scheduler,
         kube_proxy,
+        kubelet_client,
     })
+}
+
+/// Issue a serving certificate (serverAuth) signed by `ca` for `sans` (DNS names or IPs), with a
+/// fresh key: for in-process servers such as the simulated nodes' kubelet endpoints.
+pub fn issue_serving_cert(
+    ca: &CertPair,
+    common_name: &str,
+    organizations: &[&str],
+    sans: &[String],
+) -> Result<CertPair, Error> {
+    cert::issue_leaf(ca, common_name, organizations, sans, Usage::Server)
 }
 
 fn ensure_ca(tls: &Path) -> Result<CertPair, Error> {
@@ -309,7 +333,7 @@ mod tests {
         std::fs::read_to_string(path).unwrap()
     }
 
-    const FILE_STEMS: [&str; 7] = [
+    const FILE_STEMS: [&str; 8] = [
         "ca",
         "serving-kube-apiserver",
         "client-admin",
@@ -317,6 +341,7 @@ mod tests {
         "client-controller-manager",
         "client-scheduler",
         "client-kube-proxy",
+        "client-kube-apiserver-kubelet-client",
     ];
 
     #[test]
@@ -437,6 +462,12 @@ mod tests {
         let proxy = identity(&pki.kube_proxy);
         assert_eq!(proxy.user, "system:kube-proxy");
         assert!(proxy.groups.is_empty());
+        let kubelet_client = identity(&pki.kubelet_client);
+        assert_eq!(kubelet_client.user, "kube-apiserver-kubelet-client");
+        assert_eq!(
+            kubelet_client.groups,
+            vec!["kubelab:kubelet-api".to_owned()]
+        );
     }
 
     #[test]

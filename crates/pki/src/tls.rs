@@ -84,6 +84,39 @@ pub fn server_tls_config(pki: &ServerPki) -> Result<rustls::ServerConfig, Error>
     Ok(config)
 }
 
+/// A kubelet's HTTPS configuration: its serving certificate, and a client certificate chaining
+/// to `client_ca_pem` is required (the kubelet API has no anonymous access). ALPN `http/1.1`:
+/// its streaming endpoints are HTTP/1.1 upgrades.
+pub fn kubelet_server_tls_config(
+    serving: &CertPair,
+    client_ca_pem: &str,
+) -> Result<rustls::ServerConfig, Error> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(client_ca_pem)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|source| Error::ClientVerifier { source })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Tls {
+            operation: "select TLS protocol versions",
+            source,
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certificates(&serving.cert_pem, "kubelet serving certificate")?,
+            private_key(&serving.key_pem, "kubelet serving key")?,
+        )
+        .map_err(|source| Error::Tls {
+            operation: "use the kubelet serving certificate and key",
+            source,
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A client configuration trusting only `ca_pem`, optionally authenticating with `client`
 /// (for node agents and tests). ALPN `h2`, `http/1.1`.
 pub fn client_tls_config(
@@ -155,6 +188,26 @@ mod tests {
         assert!(verify(&intruder).is_err());
         // The serving certificate is not a client certificate.
         assert!(verify(&pki.serving).is_err());
+    }
+
+    #[test]
+    fn kubelet_server_requires_a_client_certificate() {
+        use crate::issue_serving_cert;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ensure_server_pki(dir.path(), "node-1", &[]).unwrap();
+        let serving = issue_serving_cert(
+            &pki.ca,
+            "system:node:n1",
+            &["system:nodes"],
+            &["10.0.0.5".into()],
+        )
+        .unwrap();
+        let config = kubelet_server_tls_config(&serving, &pki.ca.cert_pem).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let info = crate::cert::inspect(&serving.cert_pem, "serving").unwrap();
+        assert!(info
+            .sans
+            .contains(&crate::cert::San::Ip("10.0.0.5".parse().unwrap())));
     }
 
     #[test]
