@@ -98,6 +98,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             pki.scheduler.clone(),
         ),
     ];
+    let kubelet_routes = kubelab_apiserver::KubeletRoutes::default();
     let running = kubelab_apiserver::start(kubelab_apiserver::ServerConfig {
         bind: args.bind,
         port: args.port,
@@ -111,6 +112,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .map_err(anyhow::Error::msg)?,
         node_token: Some(node_token),
+        kubelet_routes: kubelet_routes.clone(),
     })
     .await?;
     let server_url = format!("https://{}", url_host(advertise, running.local_addr.port()));
@@ -192,6 +194,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             lease_renew_interval: (grace_period / 4).min(std::time::Duration::from_secs(10)),
             status_update_interval: std::time::Duration::from_secs(60),
         };
+        // Its kubelet endpoint (logs, exec, attach, port-forward) on a loopback port, reached
+        // by the API server through a local route: a simulated node has no network presence.
+        let serving = kubelab_pki::issue_serving_cert(
+            &ca_pair,
+            &format!("system:node:{}", config.name),
+            &["system:nodes"],
+            &[config.node_ip.to_string(), config.name.clone()],
+        )
+        .context("cannot issue a simulated node's serving certificate")?;
+        let (kubelet_addr, _) = kubelab_agent::fake::kubelet_server::start(
+            client.clone(),
+            kubelab_agent::fake::kubelet_server::KubeletServerConfig {
+                node_name: config.name.clone(),
+                bind: (Ipv4Addr::LOCALHOST, 0).into(),
+                serving,
+                ca_pem: ca_pem.clone(),
+            },
+        )
+        .await
+        .context("cannot start a simulated node's kubelet endpoint")?;
+        kubelet_routes.insert(config.name.clone(), kubelet_addr);
         fake_nodes.push((client, config));
     }
     // One shared watch of Nodes and of bound pods for all of them.

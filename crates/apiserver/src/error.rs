@@ -72,6 +72,9 @@ pub enum ApiError {
     },
     #[error("Internal error occurred: {message}")]
     Internal { message: String },
+    /// 503: a backend the request needs (a kubelet) cannot be reached.
+    #[error("{message}")]
+    ServiceUnavailable { message: String },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +126,7 @@ impl ApiError {
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -142,6 +146,7 @@ impl ApiError {
             ApiError::NotAcceptable { .. } => "NotAcceptable",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal { .. } => "InternalError",
+            ApiError::ServiceUnavailable { .. } => "ServiceUnavailable",
         }
     }
 

@@ -27,6 +27,8 @@ pub struct ApiState {
     pub openapi: kubelab_openapi::OpenApi,
     /// host:port clients reach this server at (legacy discovery's serverAddressByClientCIDRs).
     pub server_address: String,
+    /// Reaches kubelets for the pods' log, exec, attach and portforward subresources.
+    pub(crate) kubelet: crate::streaming::kubelet::KubeletClient,
 }
 
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
@@ -60,7 +62,7 @@ pub async fn dispatch(
     axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
     req: axum::extract::Request,
 ) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => {
@@ -77,6 +79,10 @@ pub async fn dispatch(
     let Some(identity) = authenticate(&state, &parts).await else {
         return ApiError::Unauthorized.into_response();
     };
+    // Connect subresources (pods/log, exec, attach, portforward) stream: no body to read.
+    if let Some(response) = crate::streaming::intercept(&state, &path, &mut parts).await {
+        return response;
+    }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {

@@ -21,12 +21,14 @@ mod registry;
 mod request;
 mod route;
 mod server;
+mod streaming;
 mod table;
 mod watch;
 
 pub use allocator::ServiceRanges;
 pub use error::ApiError;
 pub use server::{start, RunningServer, ServeError, ServerConfig};
+pub use streaming::KubeletRoutes;
 
 /// The authenticated user of a request, inserted by the TLS layer (None: no valid client
 /// certificate).

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub node_token: Option<String>,
     /// Signs and verifies service-account tokens.
     pub service_account_key: kubelab_pki::ServiceAccountKey,
+    /// Local addresses of the kubelets of nodes simulated in this process (others are reached
+    /// at their InternalIP).
+    pub kubelet_routes: crate::KubeletRoutes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,7 @@ impl RunningServer {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let addr = SocketAddr::new(config.bind, config.port);
     let tls = kubelab_pki::server_tls_config(&config.pki)?;
+    let kubelet = crate::streaming::kubelet::KubeletClient::new(&config.pki, config.kubelet_routes)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let listener = TcpListener::bind(addr)
         .await
@@ -116,6 +120,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         registry: registry.clone(),
         openapi,
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),
+        kubelet,
     });
     let app = axum::Router::new()
         .merge(crate::join::router(join))

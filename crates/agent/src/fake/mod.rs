@@ -17,6 +17,7 @@
 
 mod duration;
 mod ip_pool;
+pub mod kubelet_server;
 mod node;
 mod pod;
 
