@@ -32,8 +32,20 @@ pub fn container_log_source(
     .iter()
     .filter_map(|key| pod.pointer(&format!("/status/{key}"))?.as_array())
     .flatten()
-    .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
-    .ok_or_else(|| format!("container {container:?} in pod {pod_name:?} is not available"))?;
+    .find(|s| s.get("name").and_then(Value::as_str) == Some(container));
+    let Some(status) = status else {
+        // The kubelet reports every container of a pod it admitted, "ContainerCreating"
+        // until it starts; a pending pod without statuses is at that stage.
+        let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+        if matches!(phase, None | Some("Pending")) {
+            return Err(format!(
+                "container {container:?} in pod {pod_name:?} is waiting to start: ContainerCreating"
+            ));
+        }
+        return Err(format!(
+            "container {container:?} in pod {pod_name:?} is not available"
+        ));
+    };
     let id = |v: Option<&Value>| -> String {
         v.and_then(|t| t.get("containerID"))
             .and_then(Value::as_str)
@@ -119,7 +131,12 @@ mod tests {
             container_log_source(&p, "c", false).unwrap_err(),
             "container \"c\" in pod \"web\" is waiting to start: trying and failing to pull image"
         );
-        let p = json!({"metadata": {"name": "web"}, "status": {}});
+        let p = json!({"metadata": {"name": "web"}, "status": {"phase": "Pending"}});
+        assert_eq!(
+            container_log_source(&p, "c", false).unwrap_err(),
+            "container \"c\" in pod \"web\" is waiting to start: ContainerCreating"
+        );
+        let p = json!({"metadata": {"name": "web"}, "status": {"phase": "Running"}});
         assert_eq!(
             container_log_source(&p, "c", false).unwrap_err(),
             "container \"c\" in pod \"web\" is not available"

@@ -417,11 +417,21 @@ struct Output {
 
 impl Output {
     async fn out(&self, text: &str) {
-        let _ = self.tx.send(channel::message(channel::STDOUT, text.as_bytes())).await;
+        self.write(channel::STDOUT, text).await;
     }
 
     async fn err(&self, text: &str) {
         let ch = if self.tty { channel::STDOUT } else { channel::STDERR };
+        self.write(ch, text).await;
+    }
+
+    async fn write(&self, ch: u8, text: &str) {
+        // A terminal turns LF into CR LF.
+        let text = if self.tty {
+            std::borrow::Cow::Owned(text.replace('\n', "\r\n"))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
         let _ = self.tx.send(channel::message(ch, text.as_bytes())).await;
     }
 }
@@ -535,15 +545,28 @@ impl Stdin {
         self.rx.as_mut()?.recv().await
     }
 
-    async fn line(&mut self) -> Option<String> {
+    /// The next line (ended by LF, or by CR as a terminal's Enter key sends it). On a
+    /// terminal, what is typed is echoed and Ctrl-D on an empty line is end of input, as a
+    /// pty's line discipline would do.
+    async fn line(&mut self, echo: Option<&Output>) -> Option<String> {
         loop {
-            if let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
+            if let Some(i) = self.pending.iter().position(|b| *b == b'\n' || *b == b'\r') {
                 let line: Vec<u8> = self.pending.drain(..=i).collect();
                 return Some(String::from_utf8_lossy(&line[..i]).into_owned());
             }
+            if echo.is_some() && self.pending == [0x04] {
+                self.pending.clear();
+                return None;
+            }
             match self.rx.as_mut() {
                 Some(rx) => match rx.recv().await {
-                    Some(data) => self.pending.extend_from_slice(&data),
+                    Some(data) => {
+                        if let Some(out) = echo {
+                            let shown = String::from_utf8_lossy(&data).replace('\r', "\n");
+                            out.out(&shown.replace('\u{4}', "")).await;
+                        }
+                        self.pending.extend_from_slice(&data);
+                    }
                     None => {
                         self.rx = None;
                         if self.pending.is_empty() {
@@ -600,6 +623,12 @@ impl Shell<'_> {
     async fn command(&mut self, argv: &[String]) -> Flow {
         let args = &argv[1..];
         match argv[0].as_str() {
+            "echo" if args.last().is_some_and(|a| a == ">&2" || a == "1>&2") => {
+                let mut text = args[..args.len() - 1].join(" ");
+                text.push('\n');
+                self.out.err(&text).await;
+                Flow::Next(0)
+            }
             "echo" => {
                 let (newline, words) = match args.first().map(String::as_str) {
                     Some("-n") => (false, &args[1..]),
@@ -645,7 +674,8 @@ impl Shell<'_> {
                         if self.tty {
                             self.out.out("$ ").await;
                         }
-                        let Some(line) = self.stdin.line().await else {
+                        let echo = self.tty.then_some(self.out);
+                        let Some(line) = self.stdin.line(echo).await else {
                             break;
                         };
                         match self.script(&line).await {
