@@ -58,7 +58,12 @@ fn clients() -> Vec<(Kubectl, Transport)> {
 }
 
 /// kubectl with a fresh HOME, the server's kubeconfig, and the transport's environment.
-fn command(server: &TestServer, k: &Kubectl, t: Transport, args: &[&str]) -> (Command, tempfile::TempDir) {
+fn command(
+    server: &TestServer,
+    k: &Kubectl,
+    t: Transport,
+    args: &[&str],
+) -> (Command, tempfile::TempDir) {
     let home = tempfile::tempdir().expect("kubectl home");
     let mut cmd = Command::new(&k.path);
     cmd.env("HOME", home.path())
@@ -75,7 +80,13 @@ fn command(server: &TestServer, k: &Kubectl, t: Transport, args: &[&str]) -> (Co
     (cmd, home)
 }
 
-fn run(server: &TestServer, k: &Kubectl, t: Transport, args: &[&str], stdin: Option<&str>) -> Output {
+fn run(
+    server: &TestServer,
+    k: &Kubectl,
+    t: Transport,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let (cmd, _home) = command(server, k, t, args);
     run_with_deadline(cmd, stdin, KUBECTL_DEADLINE)
 }
@@ -96,14 +107,23 @@ fn logs_follow_tail_timestamps_and_errors() {
         );
         let stamped = server.ok(&k, &["logs", "web", "--timestamps", "--tail=10"]);
         let (stamp, rest) = stamped.split_once(' ').unwrap();
-        assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(), "{stamped}");
+        assert!(
+            stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+            "{stamped}"
+        );
         assert_eq!(rest, out);
         assert_eq!(server.ok(&k, &["logs", "web", "--tail=0"]), "");
-        assert_eq!(server.ok(&k, &["logs", "web", "--limit-bytes=7"]), "current");
+        assert_eq!(
+            server.ok(&k, &["logs", "web", "--limit-bytes=7"]),
+            "current"
+        );
     }
     // Errors worded like upstream's.
     let err = server.fails(&k32, &["logs", "web", "-c", "nope"]);
-    assert!(err.contains("container nope is not valid for pod web"), "{err}");
+    assert!(
+        err.contains("container nope is not valid for pod web"),
+        "{err}"
+    );
     let err = server.fails(&k32, &["logs", "web", "--previous"]);
     assert!(
         err.contains("previous terminated container \"web\" in pod \"web\" not found"),
@@ -137,7 +157,9 @@ fn logs_follow_tail_timestamps_and_errors() {
   "spec":{"containers":[{"name":"first","image":"busybox"},{"name":"second","image":"busybox"}]}}"#,
     );
     wait_running(&server, "two");
-    assert!(server.ok(&k32, &["logs", "two"]).contains("container \"second\""));
+    assert!(server
+        .ok(&k32, &["logs", "two"])
+        .contains("container \"second\""));
     assert!(server
         .ok(&k32, &["logs", "two", "-c", "first"])
         .contains("container \"first\""));
@@ -151,7 +173,10 @@ fn logs_follow_tail_timestamps_and_errors() {
         if let Some(status) = follow.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "kubectl logs -f did not end with its container");
+        assert!(
+            Instant::now() < deadline,
+            "kubectl logs -f did not end with its container"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
@@ -163,24 +188,69 @@ fn exec_and_attach_over_websocket_and_spdy() {
     let big: String = (0..30_000).map(|i| format!("{i:06}\n")).collect(); // 210 KB
     for (k, t) in clients() {
         let what = format!("kubectl {} {t:?}", k.version);
-        let out = run(&server, &k, t, &["exec", "web", "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"], None);
+        let out = run(
+            &server,
+            &k,
+            t,
+            &[
+                "exec",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "echo hi; echo oops >&2; exit 3",
+            ],
+            None,
+        );
         assert_eq!(code(&out), Some(3), "{what}: {out:?}");
         assert_eq!(out.stdout, "hi\n", "{what}");
         assert!(out.stderr.contains("oops\n"), "{what}: {}", out.stderr);
-        assert!(out.stderr.contains("command terminated with exit code 3"), "{what}");
+        assert!(
+            out.stderr.contains("command terminated with exit code 3"),
+            "{what}"
+        );
 
-        let out = run(&server, &k, t, &["exec", "-i", "web", "--", "cat"], Some(&big));
+        let out = run(
+            &server,
+            &k,
+            t,
+            &["exec", "-i", "web", "--", "cat"],
+            Some(&big),
+        );
         assert_eq!(code(&out), Some(0), "{what}: {}", out.stderr);
-        assert!(out.stdout == big, "{what}: stdin round trip ({} of {} bytes)", out.stdout.len(), big.len());
+        assert!(
+            out.stdout == big,
+            "{what}: stdin round trip ({} of {} bytes)",
+            out.stdout.len(),
+            big.len()
+        );
 
-        let out = run(&server, &k, t, &["exec", "-i", "web", "--", "sh"], Some("echo from stdin\nexit 4\n"));
+        let out = run(
+            &server,
+            &k,
+            t,
+            &["exec", "-i", "web", "--", "sh"],
+            Some("echo from stdin\nexit 4\n"),
+        );
         assert_eq!(code(&out), Some(4), "{what}: {out:?}");
         assert_eq!(out.stdout, "from stdin\n", "{what}");
 
-        let out = run(&server, &k, t, &["exec", "web", "--", "no-such-binary"], None);
+        let out = run(
+            &server,
+            &k,
+            t,
+            &["exec", "web", "--", "no-such-binary"],
+            None,
+        );
         assert_eq!(code(&out), Some(127), "{what}: {out:?}");
 
-        let out = run(&server, &k, t, &["attach", "-i", "web"], Some("line1\nline2\n"));
+        let out = run(
+            &server,
+            &k,
+            t,
+            &["attach", "-i", "web"],
+            Some("line1\nline2\n"),
+        );
         assert_eq!(code(&out), Some(0), "{what}: {out:?}");
         assert_eq!(out.stdout, "line1\nline2\n", "{what}");
 
@@ -190,7 +260,11 @@ fn exec_and_attach_over_websocket_and_spdy() {
         let mut line = String::new();
         for (key, value) in cmd.get_envs() {
             if let (Some(v), key) = (value, key) {
-                line.push_str(&format!("{}='{}' ", key.to_string_lossy(), v.to_string_lossy()));
+                line.push_str(&format!(
+                    "{}='{}' ",
+                    key.to_string_lossy(),
+                    v.to_string_lossy()
+                ));
             }
         }
         line.push_str(&format!("'{}'", cmd.get_program().to_string_lossy()));
@@ -218,7 +292,10 @@ fn exec_and_attach_over_websocket_and_spdy() {
   "spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"busybox"}]}}"#,
     );
     eventually("pod done succeeds", WAIT, || {
-        let out = server.kubectl(&k, &["get", "pod", "done", "-o", "jsonpath={.status.phase}"]);
+        let out = server.kubectl(
+            &k,
+            &["get", "pod", "done", "-o", "jsonpath={.status.phase}"],
+        );
         (out.stdout == "Succeeded").then_some(())
     });
     let err = server.fails(&k, &["exec", "done", "--", "echo"]);
@@ -236,9 +313,14 @@ fn exec_and_attach_over_websocket_and_spdy() {
         "cannot exec into a container in a completed pod; current phase is Succeeded"
     );
     let resp = server
-        .block_on(raw.get("/api/v1/namespaces/default/pods/web/exec?command=echo&container=nope&stdout=true"))
+        .block_on(raw.get(
+            "/api/v1/namespaces/default/pods/web/exec?command=echo&container=nope&stdout=true",
+        ))
         .unwrap();
-    assert_eq!(resp.status_body()["message"], "container nope is not valid for pod web");
+    assert_eq!(
+        resp.status_body()["message"],
+        "container nope is not valid for pod web"
+    );
     let resp = server
         .block_on(raw.get("/api/v1/namespaces/default/pods/web/exec?command=echo&stdout=true"))
         .unwrap();
@@ -294,7 +376,8 @@ fn port_forward(server: &TestServer, k: &Kubectl, t: Transport) -> Forward {
 
 fn echo_through(port: u16, payload: &[u8]) -> Vec<u8> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     conn.write_all(payload).unwrap();
     let mut got = vec![0u8; payload.len()];
     conn.read_exact(&mut got).expect("the echo comes back");
@@ -324,7 +407,11 @@ fn kubectl_port_forward_tunnelled_and_plain_spdy() {
             assert!(t.join().unwrap());
         }
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        assert!(echo_through(forward.port, &big) == big, "kubectl {} {t:?}", k.version);
+        assert!(
+            echo_through(forward.port, &big) == big,
+            "kubectl {} {t:?}",
+            k.version
+        );
     }
     // Only running pods can be forwarded to.
     let k = Kubectl::new("1.32");
@@ -335,7 +422,11 @@ fn kubectl_port_forward_tunnelled_and_plain_spdy() {
   "spec":{"nodeSelector":{"nowhere":"true"},"containers":[{"name":"c","image":"busybox"}]}}"#,
     );
     let resp = server
-        .block_on(server.raw_admin().get("/api/v1/namespaces/default/pods/unscheduled/portforward?ports=80"))
+        .block_on(
+            server
+                .raw_admin()
+                .get("/api/v1/namespaces/default/pods/unscheduled/portforward?ports=80"),
+        )
         .unwrap();
     assert_eq!(resp.status, 400);
     assert_eq!(
@@ -349,7 +440,10 @@ fn kube_rs_port_forward_and_exec() {
     let server = cluster();
     server.block_on(async {
         let pods: Api<Pod> = Api::default_namespaced(server.client().await);
-        let mut forwarder = pods.portforward("web", &[80, 8080]).await.expect("port-forward");
+        let mut forwarder = pods
+            .portforward("web", &[80, 8080])
+            .await
+            .expect("port-forward");
         for port in [80, 8080] {
             let mut stream = forwarder.take_stream(port).expect("a stream per port");
             let msg = format!("kube-rs to {port}");
@@ -386,7 +480,11 @@ fn kube_rs_port_forward_and_exec() {
             .read_to_string(&mut stderr)
             .await
             .unwrap();
-        let status = attached.take_status().unwrap().await.expect("a final status");
+        let status = attached
+            .take_status()
+            .unwrap()
+            .await
+            .expect("a final status");
         assert_eq!(stdout, "out\n");
         assert_eq!(stderr, "err\n");
         assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));

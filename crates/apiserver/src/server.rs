@@ -86,7 +86,8 @@ impl RunningServer {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let addr = SocketAddr::new(config.bind, config.port);
     let tls = kubelab_pki::server_tls_config(&config.pki)?;
-    let kubelet = crate::streaming::kubelet::KubeletClient::new(&config.pki, config.kubelet_routes)?;
+    let kubelet =
+        crate::streaming::kubelet::KubeletClient::new(&config.pki, config.kubelet_routes)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let listener = TcpListener::bind(addr)
         .await

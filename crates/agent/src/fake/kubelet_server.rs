@@ -96,7 +96,11 @@ pub async fn start(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .and_then(|der| kubelab_pki::identity_from_der(der.as_ref()).ok())
-                    .is_some_and(|id| id.groups.iter().any(|g| ALLOWED_GROUPS.contains(&g.as_str())));
+                    .is_some_and(|id| {
+                        id.groups
+                            .iter()
+                            .any(|g| ALLOWED_GROUPS.contains(&g.as_str()))
+                    });
                 let service = hyper::service::service_fn(move |req| {
                     let node = node.clone();
                     async move { Ok::<_, Infallible>(node.handle(req, allowed).await) }
@@ -145,7 +149,10 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
 impl Node {
     async fn handle(&self, mut req: Request<Incoming>, allowed: bool) -> Response<Body> {
         if !allowed {
-            return full(StatusCode::FORBIDDEN, "Forbidden: the kubelet API is for the API server");
+            return full(
+                StatusCode::FORBIDDEN,
+                "Forbidden: the kubelet API is for the API server",
+            );
         }
         if req.method() != http::Method::GET && req.method() != http::Method::POST {
             return full(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -167,9 +174,17 @@ impl Node {
             [verb, ns, pod] if verb == "portForward" => (verb.as_str(), ns, pod, None),
             _ => return full(StatusCode::NOT_FOUND, "404 page not found"),
         };
-        let pod = match Api::<Pod>::namespaced(self.client.clone(), ns).get_opt(pod_name).await {
+        let pod = match Api::<Pod>::namespaced(self.client.clone(), ns)
+            .get_opt(pod_name)
+            .await
+        {
             Ok(Some(p)) => p,
-            Ok(None) => return full(StatusCode::NOT_FOUND, format!("pod {ns}/{pod_name} not found")),
+            Ok(None) => {
+                return full(
+                    StatusCode::NOT_FOUND,
+                    format!("pod {ns}/{pod_name} not found"),
+                )
+            }
             Err(e) => return full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         let pod = serde_json::to_value(&pod).unwrap_or_default();
@@ -181,7 +196,10 @@ impl Node {
         }
         if let Some(c) = container {
             if !container_names(&pod).contains(&c) {
-                return full(StatusCode::NOT_FOUND, format!("container not found ({c:?})"));
+                return full(
+                    StatusCode::NOT_FOUND,
+                    format!("container not found ({c:?})"),
+                );
             }
         }
         match (verb, container) {
@@ -196,7 +214,10 @@ impl Node {
                 let Some(upgrade) = websocket_upgrade(&mut req, channel::V5) else {
                     return full(
                         StatusCode::BAD_REQUEST,
-                        format!("a WebSocket upgrade with sub-protocol {} is required", channel::V5),
+                        format!(
+                            "a WebSocket upgrade with sub-protocol {} is required",
+                            channel::V5
+                        ),
                     );
                 };
                 let opts = remotecommand::StreamOptions {
@@ -219,16 +240,26 @@ impl Node {
                     return full(StatusCode::BAD_REQUEST, "pod is not running");
                 }
                 let ports = match kubelab_streaming::portforward::query_ports(
-                    q.iter().filter(|(k, _)| k == "port").map(|(_, v)| v.as_str()),
+                    q.iter()
+                        .filter(|(k, _)| k == "port")
+                        .map(|(_, v)| v.as_str()),
                 ) {
                     Ok(p) if !p.is_empty() && p.len() <= channel::MAX_PORTS => p,
-                    Ok(_) => return full(StatusCode::BAD_REQUEST, "query parameter \"port\" is required"),
+                    Ok(_) => {
+                        return full(
+                            StatusCode::BAD_REQUEST,
+                            "query parameter \"port\" is required",
+                        )
+                    }
                     Err(e) => return full(StatusCode::BAD_REQUEST, e),
                 };
                 let Some(upgrade) = websocket_upgrade(&mut req, channel::V4) else {
                     return full(
                         StatusCode::BAD_REQUEST,
-                        format!("a WebSocket upgrade with sub-protocol {} is required", channel::V4),
+                        format!(
+                            "a WebSocket upgrade with sub-protocol {} is required",
+                            channel::V4
+                        ),
                     );
                 };
                 upgrade.run(move |ws| port_forward_echo(ws, ports))
@@ -290,10 +321,20 @@ impl Node {
         // Follow: the line, then an open stream until the container stops or the pod goes.
         let pods: Api<Pod> = Api::namespaced(
             self.client.clone(),
-            pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"),
+            pod.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default"),
         );
-        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let container = container.to_string();
         let first = Some(Bytes::from(text));
         let stream = futures::stream::unfold((first, pods), move |(first, pods)| {
@@ -306,7 +347,8 @@ impl Node {
                     tokio::time::sleep(FOLLOW_POLL).await;
                     let pod = pods.get_opt(&name).await.ok()?;
                     let pod = serde_json::to_value(pod?).ok()?;
-                    let same = pod.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid.as_str());
+                    let same =
+                        pod.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid.as_str());
                     let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
                     if !same || deleting || !container_running(&pod, &container) {
                         return None;
@@ -333,11 +375,15 @@ fn container_names(pod: &Value) -> Vec<&str> {
 }
 
 fn container_status<'a>(pod: &'a Value, container: &str) -> Option<&'a Value> {
-    ["containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"]
-        .iter()
-        .filter_map(|k| pod.pointer(&format!("/status/{k}"))?.as_array())
-        .flatten()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
+    [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .filter_map(|k| pod.pointer(&format!("/status/{k}"))?.as_array())
+    .flatten()
+    .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
 }
 
 fn container_running(pod: &Value, container: &str) -> bool {
@@ -363,7 +409,11 @@ fn websocket_upgrade(req: &mut Request<Incoming>, protocol: &'static str) -> Opt
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
-    let key = req.headers().get(http::header::SEC_WEBSOCKET_KEY)?.as_bytes().to_vec();
+    let key = req
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_KEY)?
+        .as_bytes()
+        .to_vec();
     if !wants || !offered.iter().any(|p| p == protocol) {
         return None;
     }
@@ -387,16 +437,23 @@ impl Upgrade {
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                    .await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
                 f(ws).await;
             }
         });
         let mut resp = full(StatusCode::SWITCHING_PROTOCOLS, "");
         let h = resp.headers_mut();
         h.remove(http::header::CONTENT_TYPE);
-        h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
-        h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        h.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
         if let Ok(v) = http::HeaderValue::from_str(&self.accept) {
             h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
         }
@@ -421,7 +478,11 @@ impl Output {
     }
 
     async fn err(&self, text: &str) {
-        let ch = if self.tty { channel::STDOUT } else { channel::STDERR };
+        let ch = if self.tty {
+            channel::STDOUT
+        } else {
+            channel::STDERR
+        };
         self.write(ch, text).await;
     }
 
@@ -453,12 +514,17 @@ async fn remote_command(
         while let Some(Ok(msg)) = source.next().await {
             match msg {
                 Message::Binary(b) => match channel::parse(&b) {
-                    Some(Channel::Data { channel: channel::STDIN, data }) => {
+                    Some(Channel::Data {
+                        channel: channel::STDIN,
+                        data,
+                    }) => {
                         if let Some(tx) = &stdin {
                             let _ = tx.send(data.to_vec()).await;
                         }
                     }
-                    Some(Channel::Close { channel: channel::STDIN }) => stdin = None,
+                    Some(Channel::Close {
+                        channel: channel::STDIN,
+                    }) => stdin = None,
                     _ => {}
                 },
                 Message::Close(_) => break,
@@ -517,7 +583,10 @@ async fn remote_command(
         _ = gone_rx.wait_for(|g| *g) => None,
     };
     if let Some(status) = status {
-        let _ = output.tx.send(channel::message(channel::ERROR, &status)).await;
+        let _ = output
+            .tx
+            .send(channel::message(channel::ERROR, &status))
+            .await;
     }
     drop(output);
     if let Ok(mut sink) = writer.await {
@@ -606,7 +675,9 @@ impl Shell<'_> {
         let mut code = 0;
         for part in script.split(['\n', ';']) {
             let Some(argv) = split_words(part) else {
-                self.out.err("sh: syntax error: unterminated quoted string\n").await;
+                self.out
+                    .err("sh: syntax error: unterminated quoted string\n")
+                    .await;
                 return Flow::Exit(2);
             };
             if argv.is_empty() {
@@ -686,7 +757,9 @@ impl Shell<'_> {
                     Flow::Next(code)
                 }
                 _ => {
-                    self.out.err("sh: only `sh -c SCRIPT` and `sh` are simulated\n").await;
+                    self.out
+                        .err("sh: only `sh -c SCRIPT` and `sh` are simulated\n")
+                        .await;
                     Flow::Next(2)
                 }
             },
@@ -748,7 +821,10 @@ fn split_words(s: &str) -> Option<Vec<String>> {
 async fn port_forward_echo(ws: Ws, ports: Vec<u16>) {
     let (mut sink, mut source) = ws.split();
     for (i, port) in ports.iter().enumerate() {
-        for ch in [channel::port_data_channel(i), channel::port_error_channel(i)] {
+        for ch in [
+            channel::port_data_channel(i),
+            channel::port_error_channel(i),
+        ] {
             if sink
                 .send(Message::Binary(channel::port_prefix(ch, *port).into()))
                 .await

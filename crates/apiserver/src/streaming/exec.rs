@@ -99,10 +99,8 @@ pub(super) async fn serve(
     };
     let upgrade = on_upgrade(parts)?;
     let kubelet = target.kubelet().await?;
-    let mut kubelet_query: Vec<(&str, String)> = command
-        .iter()
-        .map(|c| ("command", c.clone()))
-        .collect();
+    let mut kubelet_query: Vec<(&str, String)> =
+        command.iter().map(|c| ("command", c.clone())).collect();
     kubelet_query.extend(
         opts.kubelet_query()
             .into_iter()
@@ -134,7 +132,9 @@ pub(super) async fn serve(
         return Ok(response);
     }
     let response = spdy_accept(&client_protocol)?;
-    after_upgrade(upgrade, move |client| translate_spdy(client, kubelet_conn, opts));
+    after_upgrade(upgrade, move |client| {
+        translate_spdy(client, kubelet_conn, opts)
+    });
     Ok(response)
 }
 
@@ -168,18 +168,17 @@ async fn relay_v4(client: TokioIo<Upgraded>, kubelet: Upgraded) {
     };
     let down = async {
         while let Some(Ok(msg)) = kubelet_rx.next().await {
-            match &msg {
-                Message::Binary(b) if matches!(channel::parse(b), Some(Channel::Close { .. })) => {}
-                Message::Binary(_) => {
-                    if client_tx.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                Message::Close(_) => {
-                    let _ = client_tx.send(msg).await;
-                    break;
-                }
-                _ => {}
+            let (forward, last) = match &msg {
+                // v4 has no close signals.
+                Message::Binary(b) => (
+                    !matches!(channel::parse(b), Some(Channel::Close { .. })),
+                    false,
+                ),
+                Message::Close(_) => (true, true),
+                _ => (false, false),
+            };
+            if (forward && client_tx.send(msg).await.is_err()) || last {
+                break;
             }
         }
     };

@@ -162,8 +162,12 @@ pub(crate) struct KubeletClient {
 }
 
 impl KubeletClient {
-    pub fn new(pki: &kubelab_pki::ServerPki, routes: KubeletRoutes) -> Result<Self, kubelab_pki::Error> {
-        let mut config = kubelab_pki::client_tls_config(&pki.ca.cert_pem, Some(&pki.kubelet_client))?;
+    pub fn new(
+        pki: &kubelab_pki::ServerPki,
+        routes: KubeletRoutes,
+    ) -> Result<Self, kubelab_pki::Error> {
+        let mut config =
+            kubelab_pki::client_tls_config(&pki.ca.cert_pem, Some(&pki.kubelet_client))?;
         // Upgrades (exec, attach, port-forward) are HTTP/1.1 only.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(KubeletClient {
@@ -225,7 +229,12 @@ impl KubeletClient {
         let name = ServerName::IpAddress(kubelet.ip.into());
         let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.connect(name, tcp))
             .await
-            .map_err(|_| unreachable(format!("TLS handshake with {} timed out", kubelet.describe())))?
+            .map_err(|_| {
+                unreachable(format!(
+                    "TLS handshake with {} timed out",
+                    kubelet.describe()
+                ))
+            })?
             .map_err(|e| {
                 unreachable(format!(
                     "TLS handshake with the kubelet of node {:?} at {}: {e}",
@@ -262,9 +271,15 @@ impl KubeletClient {
             .method(http::Method::GET)
             .body(Empty::new())
             .map_err(ApiError::internal)?;
-        let resp = sender.send_request(req).await.map_err(|e| ApiError::ServiceUnavailable {
-            message: format!("error talking to the kubelet of node {:?}: {e}", kubelet.node),
-        })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::ServiceUnavailable {
+                message: format!(
+                    "error talking to the kubelet of node {:?}: {e}",
+                    kubelet.node
+                ),
+            })?;
         if !resp.status().is_success() {
             return Err(refusal(resp).await);
         }
@@ -290,9 +305,15 @@ impl KubeletClient {
             .header(http::header::SEC_WEBSOCKET_PROTOCOL, protocol)
             .body(Empty::new())
             .map_err(ApiError::internal)?;
-        let resp = sender.send_request(req).await.map_err(|e| ApiError::ServiceUnavailable {
-            message: format!("error talking to the kubelet of node {:?}: {e}", kubelet.node),
-        })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::ServiceUnavailable {
+                message: format!(
+                    "error talking to the kubelet of node {:?}: {e}",
+                    kubelet.node
+                ),
+            })?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(refusal(resp).await);
         }
@@ -306,7 +327,10 @@ impl KubeletClient {
         };
         if header(http::header::SEC_WEBSOCKET_ACCEPT) != expected {
             return Err(ApiError::ServiceUnavailable {
-                message: format!("the kubelet of node {:?} answered a bad WebSocket handshake", kubelet.node),
+                message: format!(
+                    "the kubelet of node {:?} answered a bad WebSocket handshake",
+                    kubelet.node
+                ),
             }
             .into());
         }
@@ -373,8 +397,12 @@ mod tests {
             {"type": "InternalIP", "address": "10.0.0.4"},
         ]}});
         assert_eq!(node_address(&node), Some("10.0.0.4".parse().unwrap()));
-        let external = json!({"status": {"addresses": [{"type": "ExternalIP", "address": "203.0.113.9"}]}});
-        assert_eq!(node_address(&external), Some("203.0.113.9".parse().unwrap()));
+        let external =
+            json!({"status": {"addresses": [{"type": "ExternalIP", "address": "203.0.113.9"}]}});
+        assert_eq!(
+            node_address(&external),
+            Some("203.0.113.9".parse().unwrap())
+        );
         assert_eq!(node_address(&json!({"status": {}})), None);
     }
 
@@ -395,8 +423,11 @@ mod tests {
             e.to_string(),
             "container \"c\" in pod \"web\" is waiting to start: ContainerCreating"
         );
-        let e = refusal(StatusCode::INTERNAL_SERVER_ERROR, r#"{"kind":"Status","message":"boom"}"#)
-            .into_api_error("web");
+        let e = refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"kind":"Status","message":"boom"}"#,
+        )
+        .into_api_error("web");
         assert_eq!(e.to_string(), "Internal error occurred: boom");
     }
 }

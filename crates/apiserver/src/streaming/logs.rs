@@ -21,7 +21,10 @@ pub(super) async fn serve(target: &Target, query: &Params) -> ApiResult<Response
     let since_time = query.get("sinceTime").filter(|v| !v.is_empty());
     if let Some(s) = since_seconds {
         if s < 1 {
-            errors.push(invalid("sinceSeconds", format!("Invalid value: {s}: must be greater than 0")));
+            errors.push(invalid(
+                "sinceSeconds",
+                format!("Invalid value: {s}: must be greater than 0"),
+            ));
         }
         kubelet_query.push(("sinceSeconds", s.to_string()));
     }
@@ -42,13 +45,19 @@ pub(super) async fn serve(target: &Target, query: &Params) -> ApiResult<Response
     }
     if let Some(n) = query.int("tailLines")? {
         if n < 0 {
-            errors.push(invalid("tailLines", format!("Invalid value: {n}: must be greater than or equal to 0")));
+            errors.push(invalid(
+                "tailLines",
+                format!("Invalid value: {n}: must be greater than or equal to 0"),
+            ));
         }
         kubelet_query.push(("tailLines", n.to_string()));
     }
     if let Some(n) = query.int("limitBytes")? {
         if n < 1 {
-            errors.push(invalid("limitBytes", format!("Invalid value: {n}: must be greater than 0")));
+            errors.push(invalid(
+                "limitBytes",
+                format!("Invalid value: {n}: must be greater than 0"),
+            ));
         }
         kubelet_query.push(("limitBytes", n.to_string()));
     }

@@ -120,10 +120,7 @@ impl Target {
                 self.pod_name
             ))
         })?;
-        self.state
-            .kubelet
-            .locate(&self.state.registry, node)
-            .await
+        self.state.kubelet.locate(&self.state.registry, node).await
     }
 
     fn client(&self) -> &kubelet::KubeletClient {
@@ -240,7 +237,10 @@ fn websocket_protocols(headers: &HeaderMap) -> Option<Vec<String>> {
         .get_all(http::header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        });
     upgrade.then(|| {
         kubelab_streaming::channel::offered_protocols(
             headers
@@ -258,8 +258,10 @@ fn spdy_protocols(headers: &HeaderMap) -> Option<Vec<String>> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(kubelab_streaming::spdy::UPGRADE))
+            v.split(',').any(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case(kubelab_streaming::spdy::UPGRADE)
+            })
         });
     upgrade.then(|| {
         kubelab_streaming::remotecommand::offered_versions(
@@ -339,8 +341,14 @@ mod tests {
         assert_eq!(spdy_protocols(&h), None);
         let mut h = HeaderMap::new();
         h.insert(http::header::UPGRADE, "SPDY/3.1".parse().unwrap());
-        h.append("X-Stream-Protocol-Version", "v5.channel.k8s.io".parse().unwrap());
-        h.append("X-Stream-Protocol-Version", "v4.channel.k8s.io".parse().unwrap());
+        h.append(
+            "X-Stream-Protocol-Version",
+            "v5.channel.k8s.io".parse().unwrap(),
+        );
+        h.append(
+            "X-Stream-Protocol-Version",
+            "v4.channel.k8s.io".parse().unwrap(),
+        );
         assert_eq!(
             spdy_protocols(&h),
             Some(vec!["v5.channel.k8s.io".into(), "v4.channel.k8s.io".into()])
@@ -353,7 +361,12 @@ mod tests {
         assert_eq!(
             kubelet_path(
                 "/exec/ns/p/c".into(),
-                &[("command", "sh".into()), ("command", "-c".into()), ("command", "echo hi; exit 3".into()), ("stdout", "1".into())]
+                &[
+                    ("command", "sh".into()),
+                    ("command", "-c".into()),
+                    ("command", "echo hi; exit 3".into()),
+                    ("stdout", "1".into())
+                ]
             ),
             "/exec/ns/p/c?command=sh&command=-c&command=echo+hi%3B+exit+3&stdout=1"
         );

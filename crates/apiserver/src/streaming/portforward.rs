@@ -36,7 +36,11 @@ use crate::handlers::ApiState;
 /// before the connection is closed (containerd's port-forward waits the same).
 const HALF_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-pub(super) async fn serve(target: &Target, query: &Params, parts: &mut Parts) -> ApiResult<Response> {
+pub(super) async fn serve(
+    target: &Target,
+    query: &Params,
+    parts: &mut Parts,
+) -> ApiResult<Response> {
     if target.phase() != "Running" {
         return Err(ApiError::bad_request(format!(
             "unable to forward port because pod is not running. Current status={}",
@@ -63,7 +67,9 @@ pub(super) async fn serve(target: &Target, query: &Params, parts: &mut Parts) ->
             let ports = portforward::query_ports(query.all("ports").chain(query.all("port")))
                 .map_err(ApiError::bad_request)?;
             if ports.is_empty() {
-                return Err(ApiError::bad_request("query parameter \"ports\" is required"));
+                return Err(ApiError::bad_request(
+                    "query parameter \"ports\" is required",
+                ));
             }
             if ports.len() > channel::MAX_PORTS {
                 return Err(ApiError::bad_request(format!(
@@ -78,12 +84,18 @@ pub(super) async fn serve(target: &Target, query: &Params, parts: &mut Parts) ->
                 format!("/portForward/{}/{}", target.namespace, target.pod_name),
                 &q,
             );
-            let kubelet_conn = match target.client().websocket(&kubelet, &path, channel::V4).await {
+            let kubelet_conn = match target
+                .client()
+                .websocket(&kubelet, &path, channel::V4)
+                .await
+            {
                 Ok(c) => c,
                 Err(refusal) => return Ok(refusal.into_response()),
             };
             let response = websocket_accept(&parts.headers, channel::V4)?;
-            after_upgrade(upgrade, move |client| super::exec::pipe(client, kubelet_conn));
+            after_upgrade(upgrade, move |client| {
+                super::exec::pipe(client, kubelet_conn)
+            });
             Ok(response)
         }
         (Some(offered), _) => Err(ApiError::bad_request(format!(
@@ -177,7 +189,11 @@ impl Forwarder {
             format!("/portForward/{}/{}", self.namespace, self.pod),
             &[("port", port.to_string())],
         );
-        let conn = match self.client().websocket(&self.kubelet, &path, channel::V4).await {
+        let conn = match self
+            .client()
+            .websocket(&self.kubelet, &path, channel::V4)
+            .await
+        {
             Ok(c) => c,
             Err(refusal) => {
                 let message = match refusal {
