@@ -196,10 +196,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         // Its kubelet endpoint (logs, exec, attach, port-forward) on a loopback port, reached
         // by the API server through a local route: a simulated node has no network presence.
-        let serving = kubelab_pki::issue_serving_cert(
+        let serving = kubelab_pki::issue_node_cert(
             &ca_pair,
-            &format!("system:node:{}", config.name),
-            &["system:nodes"],
+            &config.name,
+            kubelab_pki::NodeCertKind::Serving,
             &[config.node_ip.to_string(), config.name.clone()],
         )
         .context("cannot issue a simulated node's serving certificate")?;

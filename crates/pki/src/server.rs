@@ -170,17 +170,6 @@ pub fn ensure_server_pki(
     })
 }
 
-/// Issue a serving certificate (serverAuth) signed by `ca` for `sans` (DNS names or IPs), with a
-/// fresh key: for in-process servers such as the simulated nodes' kubelet endpoints.
-pub fn issue_serving_cert(
-    ca: &CertPair,
-    common_name: &str,
-    organizations: &[&str],
-    sans: &[String],
-) -> Result<CertPair, Error> {
-    cert::issue_leaf(ca, common_name, organizations, sans, Usage::Server)
-}
-
 fn ensure_ca(tls: &Path) -> Result<CertPair, Error> {
     let cert_path = tls.join("ca.crt");
     let key_path = tls.join("ca.key");

@@ -191,17 +191,12 @@ mod tests {
     }
 
     #[test]
-    fn kubelet_server_requires_a_client_certificate() {
-        use crate::issue_serving_cert;
+    fn kubelet_server_config_serves_http11_with_the_node_certificate() {
+        use crate::{issue_node_cert, NodeCertKind};
         let dir = tempfile::tempdir().unwrap();
         let pki = ensure_server_pki(dir.path(), "node-1", &[]).unwrap();
-        let serving = issue_serving_cert(
-            &pki.ca,
-            "system:node:n1",
-            &["system:nodes"],
-            &["10.0.0.5".into()],
-        )
-        .unwrap();
+        let serving =
+            issue_node_cert(&pki.ca, "n1", NodeCertKind::Serving, &["10.0.0.5".into()]).unwrap();
         let config = kubelet_server_tls_config(&serving, &pki.ca.cert_pem).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let info = crate::cert::inspect(&serving.cert_pem, "serving").unwrap();
