@@ -345,6 +345,7 @@ impl Node {
                 }
                 loop {
                     tokio::time::sleep(FOLLOW_POLL).await;
+                    tracing::trace!(pod = %name, container = %container, "followed log: container still running?");
                     let pod = pods.get_opt(&name).await.ok()?;
                     let pod = serde_json::to_value(pod?).ok()?;
                     let same =
