@@ -492,3 +492,46 @@ fn kube_rs_port_forward_and_exec() {
         assert_eq!(cause.message.as_deref(), Some("2"));
     });
 }
+
+/// A node simulated by another process (e.g. `kubelab agent --fake`) has a fictional address:
+/// the API server refuses instead of dialling it.
+#[test]
+fn simulated_nodes_of_other_processes_are_never_dialled() {
+    let server = TestServer::start();
+    let k = Kubectl::new("1.32");
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"elsewhere",
+  "annotations":{"kubelab.dev/fake-node":"true"}}}"#,
+    );
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "node",
+            "elsewhere",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"addresses":[{"type":"InternalIP","address":"172.31.200.1"}],
+              "daemonEndpoints":{"kubeletEndpoint":{"Port":10250}}}}"#,
+        ],
+    );
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"there"},
+  "spec":{"nodeName":"elsewhere","containers":[{"name":"c","image":"busybox"}]}}"#,
+    );
+    for t in [Transport::Default, Transport::Spdy] {
+        let out = run(&server, &k, t, &["exec", "there", "--", "echo"], None);
+        assert!(!out.success(), "{out:?}");
+        assert!(
+            out.stderr
+                .contains("node \"elsewhere\" is simulated outside this API server's process"),
+            "{t:?}: {}",
+            out.stderr
+        );
+    }
+}
