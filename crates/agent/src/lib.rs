@@ -10,3 +10,4 @@
 pub mod fake;
 pub mod join;
 pub mod lb;
+pub mod kubelet;
