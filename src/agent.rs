@@ -1,8 +1,9 @@
 //! `kubelab agent`: a node agent. It gets its node credentials (CN `system:node:<name>`, O
 //! `system:nodes`) in one of two ways: by joining with `--server URL --token TOKEN`
 //! (kubelab_agent::join: CA pinning, node password, certificates signed by the server, API
-//! traffic through the client-side load balancer), or from a ready-made `--kubeconfig`. Today
-//! only `--fake`: a simulated node (kubelab_agent::fake); the container-running agent comes later.
+//! traffic through the client-side load balancer), or from a ready-made `--kubeconfig`. It runs
+//! the CRI kubelet (kubelab_agent::kubelet: pods in containerd), or with `--fake` a simulated
+//! node (kubelab_agent::fake).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -57,12 +58,31 @@ pub struct AgentArgs {
     /// Seconds between renewals of the node Lease.
     #[arg(long, default_value_t = 10)]
     lease_renew_interval: u64,
+    #[command(flatten)]
+    kubelet: KubeletArgs,
+}
+
+/// Flags of the CRI kubelet (ignored with `--fake`).
+#[derive(clap::Args)]
+struct KubeletArgs {
+    /// containerd's CRI socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    containerd_socket: PathBuf,
+    /// Kubelet state: pod directories, volumes, container logs.
+    #[arg(long, default_value = "/var/lib/kubelab/agent")]
+    root_dir: PathBuf,
+    /// Directory containerd reads CNI configurations from.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Linux bridge the pods are attached to.
+    #[arg(long, default_value = "kubelab0")]
+    cni_bridge: String,
+    /// HTTPS port of the kubelet API (logs, exec, port-forward); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    if !args.fake {
-        anyhow::bail!("only simulated nodes exist yet: pass --fake");
-    }
     let base_name = match &args.node_name {
         Some(n) => n.clone(),
         None => hostname::get()
@@ -77,6 +97,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         );
     }
     let connection = connect(&args, base_name).await?;
+    if !args.fake {
+        return run_kubelet(
+            connection,
+            args.pods,
+            args.kubelet,
+            args.kubeconfig.as_deref(),
+        )
+        .await;
+    }
     let name = connection.name;
     let node_ip = connection.node_ip;
     let mut fake = kubelab_agent::fake::FakeNodeConfig::new(name.clone(), node_ip);
@@ -119,7 +148,7 @@ async fn connect(args: &AgentArgs, base_name: String) -> anyhow::Result<Connecti
             max_attempts: None,
         };
         let name = kubelab_agent::join::final_node_name(&config)?;
-        let node_ip = args.node_ip.unwrap_or_else(|| derived_node_ip(&name));
+        let node_ip = node_ip_or_default(args, &name);
         config.node_ips = vec![IpAddr::V4(node_ip)];
         let joined = kubelab_agent::join::join(&config)
             .await
@@ -147,7 +176,7 @@ async fn connect(args: &AgentArgs, base_name: String) -> anyhow::Result<Connecti
         .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).context("cannot build an API client")?;
-    let node_ip = args.node_ip.unwrap_or_else(|| derived_node_ip(&base_name));
+    let node_ip = node_ip_or_default(args, &base_name);
     Ok(Connection {
         name: base_name,
         node_ip,
@@ -155,6 +184,69 @@ async fn connect(args: &AgentArgs, base_name: String) -> anyhow::Result<Connecti
         server,
         joined: None,
     })
+}
+
+/// Runs the CRI kubelet with `client` (this node's identity) until a signal.
+async fn run_kubelet(
+    connection: Connection,
+    pods: u32,
+    args: KubeletArgs,
+    kubeconfig: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let name = connection.name.clone();
+    let node_ip = connection.node_ip;
+    let mut config = kubelab_agent::kubelet::KubeletConfig::new(name.clone(), node_ip);
+    config.containerd_socket = args.containerd_socket;
+    config.root_dir = args.root_dir;
+    config.cni_conf_dir = args.cni_conf_dir;
+    config.cni_bridge = args.cni_bridge;
+    config.kubelet_port = args.kubelet_port;
+    match &connection.joined {
+        Some(joined) => {
+            config.client_ca_pem = joined.ca_pem.clone();
+            config.serving_cert = Some(joined.serving_cert.clone());
+        }
+        None => config.client_ca_pem = kubeconfig.map(ca_pem).unwrap_or_default(),
+    }
+    config.max_pods = pods;
+    println!("kubelab agent: node {name} ({node_ip}) running pods in containerd");
+    tokio::select! {
+        r = kubelab_agent::kubelet::run(connection.client.clone(), config) => r.context("the kubelet stopped")?,
+        _ = shutdown_signal() => tracing::info!("shutting down; pods keep running"),
+    }
+    drop(connection.joined);
+    Ok(())
+}
+
+/// --node-ip, else for a real node this host's address, else (simulated) one derived from the
+/// node name.
+fn node_ip_or_default(args: &AgentArgs, name: &str) -> Ipv4Addr {
+    args.node_ip
+        .or_else(|| (!args.fake).then(default_ipv4).flatten())
+        .unwrap_or_else(|| derived_node_ip(name))
+}
+
+/// The cluster CA of a kubeconfig (PEM), if it embeds one.
+fn ca_pem(path: &std::path::Path) -> String {
+    use base64::Engine;
+    Kubeconfig::read_from(path)
+        .ok()
+        .and_then(|k| k.clusters.into_iter().next())
+        .and_then(|c| c.cluster)
+        .and_then(|c| c.certificate_authority_data)
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+/// The source address of this host's default route.
+fn default_ipv4() -> Option<Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
 }
 
 fn is_dns_subdomain(name: &str) -> bool {

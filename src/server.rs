@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// Range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
+    /// Pod network each node's podCIDR is carved from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
     /// Range NodePorts are allocated from.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
@@ -144,6 +147,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controller_config = kubelab_controllers::Config {
         root_ca_pem: ca_pem.clone(),
         node_monitor_grace_period: grace_period,
+        cluster_cidr: args.cluster_cidr.clone(),
         ..kubelab_controllers::Config::default()
     };
     let controllers = (!args.disable_controllers).then(|| {

@@ -101,3 +101,309 @@ fn a_sandbox_gets_an_address_from_the_node_pod_cidr() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The agent end to end: `kubelab server`, a private containerd, `kubelab agent`, real kubectl.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::{eventually, Kubectl, TestServer};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn k() -> Kubectl {
+    Kubectl::new("1.32")
+}
+
+/// A server, a containerd and one agent (node `node-1`), torn down in that order reversed.
+struct Cluster {
+    agent: Option<Child>,
+    agent_args: Vec<String>,
+    agent_starts: u32,
+    ctrd: Containerd,
+    server: TestServer,
+}
+
+static NEXT_NET: AtomicU32 = AtomicU32::new(0);
+
+impl Cluster {
+    fn start() -> Cluster {
+        let ctrd = Containerd::start();
+        let n = (std::process::id() + NEXT_NET.fetch_add(1, Ordering::SeqCst) * 7) % 120;
+        let cidr = format!("10.{}.0.0/16", 100 + n);
+        let server = TestServer::start_args(&["--cluster-cidr", &cidr]);
+        let tls = server.data_dir().join("tls");
+        let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+        let ca = kubelab_pki::CertPair {
+            cert_pem: read("ca.crt"),
+            key_pem: read("ca.key"),
+        };
+        let cert =
+            kubelab_pki::issue_client_cert(&ca, "system:node:node-1", &["system:nodes"]).unwrap();
+        let kubeconfig = server.root().join("node-1.kubeconfig");
+        let url = server.url();
+        kubelab_pki::write_kubeconfig(
+            &kubeconfig,
+            &kubelab_pki::KubeconfigSpec {
+                cluster_name: "kubelab",
+                context_name: "kubelab",
+                user_name: "system:node:node-1",
+                server: &url,
+                ca_pem: &ca.cert_pem,
+                client: &cert,
+            },
+        )
+        .unwrap();
+        let root = ctrd.root().join("agent");
+        let agent_args: Vec<String> = vec![
+            "agent".into(),
+            "--node-name".into(),
+            "node-1".into(),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--kubeconfig".into(),
+            kubeconfig.to_string_lossy().into_owned(),
+            "--containerd-socket".into(),
+            ctrd.socket.to_string_lossy().into_owned(),
+            "--root-dir".into(),
+            root.to_string_lossy().into_owned(),
+            "--cni-conf-dir".into(),
+            ctrd.cni_conf_dir.to_string_lossy().into_owned(),
+            "--cni-bridge".into(),
+            ctrd.bridge.clone(),
+            "--kubelet-port".into(),
+            "0".into(),
+        ];
+        let mut cluster = Cluster {
+            agent: None,
+            agent_args,
+            agent_starts: 0,
+            ctrd,
+            server,
+        };
+        cluster.start_agent();
+        cluster
+    }
+
+    fn agent_log(&self) -> std::path::PathBuf {
+        self.server
+            .root()
+            .join(format!("agent-{}.log", self.agent_starts))
+    }
+
+    fn start_agent(&mut self) {
+        self.agent_starts += 1;
+        let log = std::fs::File::create(self.agent_log()).unwrap();
+        let child = Command::new(common::kubelab_bin())
+            .args(&self.agent_args)
+            .env("RUST_LOG", "info,kubelab_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kubelab agent");
+        self.agent = Some(child);
+    }
+
+    /// SIGKILLs the agent (its containers keep running in containerd).
+    fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn agent_log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.agent_log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> common::Output {
+        self.server.kubectl(&k(), args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.success(),
+            "kubectl {} failed:\n{}\n{}\nagent log:\n{}",
+            args.join(" "),
+            out.stdout,
+            out.stderr,
+            self.agent_log_tail()
+        );
+        out.stdout
+    }
+
+    fn apply(&self, manifest: &str) {
+        self.server.ok_stdin(&k(), &["apply", "-f", "-"], manifest);
+    }
+
+    fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl(&all);
+        out.success()
+            .then(|| serde_json::from_str(&out.stdout).ok())
+            .flatten()
+    }
+
+    fn wait_node_ready(&self) -> Value {
+        self.eventually("node-1 registers and turns Ready", || {
+            let n = self.json(&["get", "node", "node-1"])?;
+            let ready = n["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then_some(n)
+        })
+    }
+
+    fn eventually<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eventually(what, WAIT, f)));
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("agent log (tail):\n{}", self.agent_log_tail());
+                std::panic::resume_unwind(e)
+            }
+        }
+    }
+
+    fn pod(&self, name: &str) -> Option<Value> {
+        self.json(&["get", "pod", name])
+    }
+
+    fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.eventually(&format!("pod {name}: {what}"), || {
+            let p = self.pod(name)?;
+            pred(&p).then_some(p)
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_agent();
+        if std::thread::panicking() {
+            eprintln!("agent log (tail):\n{}", self.agent_log_tail());
+        }
+    }
+}
+
+fn ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().ok()?,
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn node_registers_and_a_pod_serves_http_on_its_pod_ip() {
+    let cluster = Cluster::start();
+    let node = cluster.wait_node_ready();
+    let status = &node["status"];
+    assert!(status["capacity"]["cpu"].as_str().is_some(), "{status}");
+    assert!(status["capacity"]["memory"]
+        .as_str()
+        .unwrap()
+        .ends_with("Ki"));
+    assert_eq!(status["capacity"]["pods"], "110");
+    assert!(status["allocatable"]["ephemeral-storage"]
+        .as_str()
+        .is_some());
+    assert_eq!(status["addresses"][0]["type"], "InternalIP");
+    assert_eq!(status["addresses"][0]["address"], "127.0.0.1");
+    assert_eq!(status["addresses"][1]["type"], "Hostname");
+    let runtime = status["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap();
+    assert!(runtime.starts_with("containerd://"), "{runtime}");
+    assert_eq!(status["nodeInfo"]["kubeletVersion"], "v1.32.0");
+    let types: Vec<&str> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+    );
+    let describe = cluster.ok(&["describe", "node", "node-1"]);
+    for needle in [
+        "Capacity:",
+        "Allocatable:",
+        "InternalIP:  127.0.0.1",
+        "Hostname:    node-1",
+        "HolderIdentity:  node-1",
+        "Container Runtime Version:  containerd://",
+        "Kubelet Version:            v1.32.0",
+        "PodCIDR:",
+    ] {
+        assert!(describe.contains(needle), "{needle:?} missing:\n{describe}");
+    }
+    let cidr = cluster.json(&["get", "node", "node-1"]).unwrap()["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    cluster.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: httpd
+    image: {}
+    command: [sh, -c, 'echo hello-from-kubelab > /var/www/index.html; exec httpd -f -p 80 -h /var/www']
+    ports:
+    - containerPort: 80
+",
+        containerd::BUSYBOX
+    ));
+    let pod = cluster.wait_pod("web", "Running and Ready", |p| {
+        p["status"]["phase"] == "Running" && ready(p)
+    });
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let prefix: Vec<&str> = cidr.split('.').take(3).collect();
+    assert!(
+        ip.starts_with(&prefix.join(".")),
+        "pod IP {ip} not in {cidr}"
+    );
+    assert_eq!(pod["status"]["hostIP"], "127.0.0.1");
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], true);
+    assert_eq!(cs["started"], true);
+    assert_eq!(cs["restartCount"], 0);
+    assert!(cs["containerID"]
+        .as_str()
+        .unwrap()
+        .starts_with("containerd://"));
+    assert!(cs["imageID"].as_str().unwrap().contains("sha256:"), "{cs}");
+    assert!(cs["state"]["running"]["startedAt"].is_string());
+    let body = cluster.eventually("httpd answers on the pod IP", || http_get(&ip, 80, "/"));
+    assert!(body.contains("hello-from-kubelab"), "{body}");
+    let table = cluster.ok(&["get", "pods", "-o", "wide"]);
+    assert!(table.contains("node-1") && table.contains(&ip), "{table}");
+}

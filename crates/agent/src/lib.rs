@@ -9,5 +9,5 @@
 
 pub mod fake;
 pub mod join;
-pub mod lb;
 pub mod kubelet;
+pub mod lb;

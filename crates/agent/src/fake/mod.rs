@@ -18,7 +18,7 @@
 mod duration;
 mod ip_pool;
 pub mod kubelet_server;
-mod node;
+pub(crate) mod node;
 mod pod;
 
 use std::cmp::Reverse;
