@@ -122,6 +122,8 @@ struct Cluster {
     agent: Option<Child>,
     agent_args: Vec<String>,
     agent_starts: u32,
+    /// Outlives the agent (fields drop in order).
+    #[allow(dead_code)]
     ctrd: Containerd,
     server: TestServer,
 }

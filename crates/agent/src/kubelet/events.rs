@@ -10,11 +10,16 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+/// (pod uid, reason, message) of an event.
+type EventKey = (String, String, String);
+/// (event namespace, event name, count) of the recorded event.
+type Recorded = (String, String, i32);
+
 pub struct Recorder {
     client: kube::Client,
     node: String,
     /// (pod uid, reason, message) → (event namespace, event name, count).
-    seen: Mutex<HashMap<(String, String, String), (String, String, i32)>>,
+    seen: Mutex<HashMap<EventKey, Recorded>>,
 }
 
 impl Recorder {

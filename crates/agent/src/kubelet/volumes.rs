@@ -27,7 +27,7 @@ pub enum VolumeError {
     Api {
         volume: String,
         what: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("volume {volume}: {operation} {}: {source}", path.display())]
     Io {
@@ -130,13 +130,11 @@ async fn prepare_one(ctx: &VolumeContext<'_>, v: &Volume) -> Result<PathBuf, Vol
             "DirectoryOrCreate" => {
                 std::fs::create_dir_all(&path).map_err(io_err(name, "create", &path))?;
             }
-            "FileOrCreate" => {
-                if !path.exists() {
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).map_err(io_err(name, "create", parent))?;
-                    }
-                    std::fs::write(&path, b"").map_err(io_err(name, "create", &path))?;
+            "FileOrCreate" if !path.exists() => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_err(name, "create", parent))?;
                 }
+                std::fs::write(&path, b"").map_err(io_err(name, "create", &path))?;
             }
             "Directory" if !path.is_dir() => {
                 return Err(invalid(
@@ -220,7 +218,7 @@ async fn claim_path(
     let pvc = api.get(claim).await.map_err(|source| VolumeError::Api {
         volume: volume.into(),
         what: format!("PersistentVolumeClaim {claim}"),
-        source,
+        source: Box::new(source),
     })?;
     let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
     let pv_name = pvc
@@ -235,7 +233,7 @@ async fn claim_path(
     let pv = pvs.get(&pv_name).await.map_err(|source| VolumeError::Api {
         volume: volume.into(),
         what: format!("PersistentVolume {pv_name}"),
-        source,
+        source: Box::new(source),
     })?;
     let spec = pv.spec.unwrap_or_default();
     let path = spec
@@ -299,7 +297,7 @@ async fn config_map_files(
     let cm = api.get_opt(name).await.map_err(|source| VolumeError::Api {
         volume: volume.into(),
         what: format!("ConfigMap {name}"),
-        source,
+        source: Box::new(source),
     })?;
     let Some(cm) = cm else {
         return if optional {
@@ -332,7 +330,7 @@ async fn secret_files(
     let secret = api.get_opt(name).await.map_err(|source| VolumeError::Api {
         volume: volume.into(),
         what: format!("Secret {name}"),
-        source,
+        source: Box::new(source),
     })?;
     let Some(secret) = secret else {
         return if optional {
