@@ -281,9 +281,16 @@ impl Cluster {
     }
 
     fn wait_pod(&self, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.eventually(&format!("pod {name}: {what}"), || {
-            let p = self.pod(name)?;
-            pred(&p).then_some(p)
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.eventually(&format!("pod {name}: {what}"), || {
+                let p = self.pod(name)?;
+                pred(&p).then_some(p)
+            })
+        }));
+        result.unwrap_or_else(|e| {
+            let d = self.kubectl(&["describe", "pod", name]);
+            eprintln!("kubectl describe pod {name}:\n{}{}", d.stdout, d.stderr);
+            std::panic::resume_unwind(e)
         })
     }
 }

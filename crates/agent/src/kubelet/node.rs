@@ -29,8 +29,15 @@ use crate::fake::node::{architecture, lease, LEASE_DURATION_SECONDS, LEASE_NAMES
 /// The version the kubelet reports.
 pub const KUBELET_VERSION: &str = "v1.32.0";
 
-/// Eviction thresholds subtracted from capacity (upstream's evictionHard defaults).
+/// Eviction thresholds subtracted from capacity (upstream's evictionHard memory default).
 const MEMORY_RESERVE: u64 = 100 << 20;
+
+/// Free disk below which the node reports DiskPressure: 5% of the filesystem, at most 2 GiB.
+/// Upstream's nodefs.available<10% taints many a developer's laptop (kind turns it off); a dev
+/// cluster only cares when the disk is really about to fill up.
+fn disk_reserve(total: u64) -> u64 {
+    (total / 20).min(2 << 30)
+}
 
 /// What the machine offers, read once at start.
 #[derive(Clone, Debug)]
@@ -157,10 +164,9 @@ impl Machine {
                 self.memory_bytes.saturating_sub(MEMORY_RESERVE) / 1024
             )),
         );
-        // nodefs.available<10%
         a.insert(
             "ephemeral-storage".into(),
-            Quantity((self.storage_bytes / 10 * 9).to_string()),
+            Quantity((self.storage_bytes - disk_reserve(self.storage_bytes)).to_string()),
         );
         a
     }
@@ -176,7 +182,8 @@ struct Pressure {
 
 fn pressure(root_dir: &Path) -> Pressure {
     let memory = meminfo("MemAvailable").is_some_and(|a| a < MEMORY_RESERVE);
-    let disk = filesystem(root_dir).is_some_and(|(total, free)| total > 0 && free < total / 10);
+    let disk =
+        filesystem(root_dir).is_some_and(|(total, free)| total > 0 && free < disk_reserve(total));
     let pid = (|| {
         let max: u64 = read_trimmed("/proc/sys/kernel/pid_max")?.parse().ok()?;
         let running = std::fs::read_dir("/proc")
