@@ -123,7 +123,6 @@ struct Cluster {
     agent_args: Vec<String>,
     agent_starts: u32,
     /// Outlives the agent (fields drop in order).
-    #[allow(dead_code)]
     ctrd: Containerd,
     server: TestServer,
 }
@@ -415,4 +414,334 @@ spec:
     assert!(body.contains("hello-from-kubelab"), "{body}");
     let table = cluster.ok(&["get", "pods", "-o", "wide"]);
     assert!(table.contains("node-1") && table.contains(&ip), "{table}");
+}
+
+impl Cluster {
+    /// Runs `cmd` in the pod's container through CRI ExecSync; (exit code, stdout).
+    fn exec(&self, pod: &str, container: &str, cmd: &[&str]) -> (i32, String) {
+        let p = self.pod(pod).unwrap_or_else(|| panic!("pod {pod} not found"));
+        let statuses = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let id = statuses
+            .iter()
+            .find(|c| c["name"] == container)
+            .and_then(|c| c["containerID"].as_str())
+            .and_then(|id| id.strip_prefix("containerd://"))
+            .unwrap_or_else(|| panic!("no container {container} in {p}"))
+            .to_string();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let cri = Cri::new(&self.ctrd.socket);
+            let out = cri
+                .exec_sync(&id, cmd.iter().map(|s| s.to_string()).collect(), 10)
+                .await
+                .unwrap_or_else(|e| panic!("exec {cmd:?} in {pod}/{container}: {e}"));
+            (out.exit_code, String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+    }
+
+    fn events(&self, pod: &str) -> String {
+        self.ok(&["get", "events", "--field-selector", &format!("involvedObject.name={pod}")])
+    }
+}
+
+fn container_status<'a>(p: &'a Value, name: &str) -> &'a Value {
+    p["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn busybox_pod(name: &str, spec_extra: &str, container_extra: &str, command: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 2
+{spec_extra}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, '{command}']
+{container_extra}
+",
+        image = containerd::BUSYBOX
+    )
+}
+
+// Acceptance 3: the course's example-pod (image `nginx`, here the busybox image under that
+// name, present on the node) sees DB_HOST and DB_USER from its ConfigMap and Secret.
+#[test]
+fn course_example_pod_gets_env_from_config_map_and_secret() {
+    let cluster = Cluster::start();
+    cluster.ctrd.import_busybox_as("docker.io/library/nginx:latest", &["httpd", "-f", "-p", "80"]);
+    cluster.wait_node_ready();
+    for f in ["example-config.yaml", "example-secret.yaml", "example-pod.yaml"] {
+        cluster.ok(&["apply", "-f", &common::fixture(&format!("course/{f}"))]);
+    }
+    let pod = cluster.wait_pod("example-pod", "Running", |p| p["status"]["phase"] == "Running");
+    assert_eq!(container_status(&pod, "my-container")["image"], "nginx");
+    let (code, env) = cluster.exec("example-pod", "my-container", &["env"]);
+    assert_eq!(code, 0);
+    assert!(env.lines().any(|l| l == "DB_HOST=db.example.com"), "{env}");
+    assert!(env.lines().any(|l| l == "DB_USER=admin"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")), "{env}");
+}
+
+// Acceptance 5: probes, CrashLoopBackOff, ImagePullBackOff.
+#[test]
+fn probes_restarts_and_back_offs() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(&busybox_pod(
+        "liveness",
+        "",
+        "    livenessProbe:
+      exec:
+        command: [cat, /tmp/healthy]
+      periodSeconds: 1
+      failureThreshold: 2",
+        "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 3600",
+    ));
+    cluster.apply(&busybox_pod(
+        "unready",
+        "",
+        "    readinessProbe:
+      httpGet:
+        path: /
+        port: 8080
+      periodSeconds: 1",
+        "sleep 3600",
+    ));
+    cluster.apply(&busybox_pod("crash", "", "", "echo bye; exit 3"));
+    cluster.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: absent
+spec:
+  containers:
+  - name: main
+    image: kubelab.local/absent:1
+",
+    );
+    // A failing liveness probe restarts the container; lastState says how it ended.
+    let p = cluster.wait_pod("liveness", "restarted by its liveness probe", |p| {
+        container_status(p, "main")["restartCount"].as_i64() >= Some(1)
+    });
+    let last = &container_status(&p, "main")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{p}");
+    assert!(last["reason"].is_string() && last["finishedAt"].is_string(), "{p}");
+    let events = cluster.events("liveness");
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+    // A failing readiness probe keeps the pod Running but not Ready.
+    let p = cluster.wait_pod("unready", "Running", |p| p["status"]["phase"] == "Running");
+    assert_eq!(container_status(&p, "main")["ready"], false);
+    assert_eq!(container_status(&p, "main")["started"], true);
+    let ready = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ContainersNotReady");
+    // A container that exits at once: CrashLoopBackOff with growing delays.
+    let p = cluster.wait_pod("crash", "in CrashLoopBackOff (10s)", |p| {
+        container_status(p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let cs = container_status(&p, "main");
+    assert!(cs["state"]["waiting"]["message"].as_str().unwrap().contains("back-off 10s"), "{cs}");
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3);
+    let first_restarts = cs["restartCount"].as_i64().unwrap();
+    let p = cluster.wait_pod("crash", "back-off grows to 20s", |p| {
+        container_status(p, "main")["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("back-off 20s"))
+    });
+    assert!(container_status(&p, "main")["restartCount"].as_i64().unwrap() > first_restarts);
+    let table = cluster.ok(&["get", "pod", "crash"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    // An absent image: ErrImagePull, then ImagePullBackOff, with events.
+    cluster.wait_pod("absent", "ImagePullBackOff", |p| {
+        container_status(p, "main")["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    });
+    let events = cluster.events("absent");
+    assert!(events.contains("Failed to pull image \"kubelab.local/absent:1\""), "{events}");
+    assert!(events.contains("ErrImagePull"), "{events}");
+    assert!(events.contains("Back-off pulling image"), "{events}");
+}
+
+// Acceptance 6: configMap/secret files (content, modes, updates), emptyDir shared by two
+// containers, a projected service-account token that authenticates.
+#[test]
+fn volumes_config_map_secret_empty_dir_and_token() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(
+        "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  color: blue
+  size: large
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  password: s3cret
+",
+    );
+    cluster.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+  labels:
+    app: vols
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: settings
+    configMap:
+      name: settings
+      defaultMode: 0400
+      items:
+      - key: color
+        path: conf/color
+  - name: all-settings
+    configMap:
+      name: settings
+  - name: creds
+    secret:
+      secretName: creds
+      defaultMode: 0440
+  - name: shared
+    emptyDir: {{}}
+  - name: scratch
+    emptyDir:
+      medium: Memory
+  - name: info
+    downwardAPI:
+      items:
+      - path: labels
+        fieldRef:
+          fieldPath: metadata.labels
+  - name: token
+    projected:
+      sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3600
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+          - key: ca.crt
+            path: ca.crt
+  containers:
+  - name: writer
+    image: {image}
+    command: [sh, -c, 'echo from-writer > /shared/note; sleep 3600']
+    volumeMounts:
+    - {{name: shared, mountPath: /shared}}
+    - {{name: settings, mountPath: /etc/settings}}
+    - {{name: all-settings, mountPath: /etc/all}}
+    - {{name: all-settings, mountPath: /etc/size, subPath: size}}
+    - {{name: creds, mountPath: /etc/creds, readOnly: true}}
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: info, mountPath: /etc/info}}
+    - {{name: token, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}}
+  - name: reader
+    image: {image}
+    command: [sh, -c, 'sleep 3600']
+    volumeMounts:
+    - {{name: shared, mountPath: /data}}
+",
+        image = containerd::BUSYBOX
+    ));
+    cluster.wait_pod("vols", "Running and Ready", |p| p["status"]["phase"] == "Running" && ready(p));
+    let sh = |container: &str, script: &str| cluster.exec("vols", container, &["sh", "-c", script]);
+    assert_eq!(sh("writer", "cat /etc/settings/conf/color").1, "blue");
+    assert_eq!(sh("writer", "stat -L -c %a /etc/settings/conf/color").1.trim(), "400");
+    assert_eq!(sh("writer", "cat /etc/creds/password").1, "s3cret");
+    assert_eq!(sh("writer", "stat -L -c %a /etc/creds/password").1.trim(), "440");
+    assert_eq!(sh("writer", "cat /etc/size").1, "large");
+    assert!(sh("writer", "cat /etc/info/labels").1.contains("app=\"vols\""));
+    assert!(sh("writer", "grep -c ' /scratch tmpfs' /proc/mounts").1.trim() == "1");
+    // emptyDir: what one container writes, the other reads.
+    let note = cluster.eventually("the reader sees the writer's file", || {
+        let (code, out) = sh("reader", "cat /data/note");
+        (code == 0).then_some(out)
+    });
+    assert_eq!(note.trim(), "from-writer");
+    // A ConfigMap update reaches the mounted files.
+    cluster.ok(&["patch", "configmap", "settings", "-p", r#"{"data":{"color":"green"}}"#]);
+    cluster.eventually("the updated ConfigMap reaches the file", || {
+        (sh("writer", "cat /etc/all/color").1 == "green").then_some(())
+    });
+    cluster.eventually("and the file with items", || {
+        (sh("writer", "cat /etc/settings/conf/color").1 == "green").then_some(())
+    });
+    // The projected token is a service-account token the API server accepts.
+    let (_, token) = sh("writer", "cat /var/run/secrets/kubernetes.io/serviceaccount/token");
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token:?}");
+    let (_, ca) = sh("writer", "cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+    let names = cluster.server.block_on(async {
+        let mut config = kube::Config::new(cluster.server.url().parse().unwrap());
+        let der = kubelab_pki_ca_der(&ca);
+        config.root_cert = Some(vec![der]);
+        config.auth_info.token = Some(token.trim().to_string().into());
+        let client = kube::Client::try_from(config).unwrap();
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "default");
+        pods.list(&Default::default()).await.map(|l| l.items.len())
+    });
+    assert!(names.as_ref().is_ok_and(|n| *n >= 1), "listing pods with the pod's token: {names:?}");
+}
+
+fn kubelab_pki_ca_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+}
+
+// Acceptance 7: deletion waits for the grace period of a container that ignores SIGTERM; an
+// agent restart leaves running containers running and adopted.
+#[test]
+fn graceful_deletion_and_adoption_after_an_agent_restart() {
+    let mut cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(&busybox_pod("stubborn", "", "", "trap \"\" TERM; while :; do sleep 1; done").replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 4"));
+    cluster.apply(&busybox_pod("steady", "", "", "sleep 3600"));
+    cluster.wait_pod("stubborn", "Running", |p| p["status"]["phase"] == "Running");
+    let before = cluster.wait_pod("steady", "Running", |p| p["status"]["phase"] == "Running");
+    let id = container_status(&before, "main")["containerID"].clone();
+    // The agent dies and comes back: the container keeps running and is adopted as it is.
+    cluster.kill_agent();
+    cluster.start_agent();
+    cluster.eventually("the restarted agent renews the node lease", || {
+        std::fs::read_to_string(cluster.agent_log()).ok()?.contains("registered node").then_some(())
+    });
+    let (code, _) = cluster.exec("steady", "main", &["true"]);
+    assert_eq!(code, 0);
+    let after = cluster.pod("steady").unwrap();
+    assert_eq!(container_status(&after, "main")["containerID"], id);
+    assert_eq!(container_status(&after, "main")["restartCount"], 0);
+    assert_eq!(after["status"]["phase"], "Running");
+    // Deleting waits for the grace period, then the pod is gone.
+    let started = std::time::Instant::now();
+    cluster.ok(&["delete", "pod", "stubborn", "--wait=true", "--timeout=60s"]);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(3), "deleted after {took:?}, before the grace period");
+    assert!(!cluster.kubectl(&["get", "pod", "stubborn"]).success());
+    // Its sandbox is gone from the runtime too.
+    let out = cluster.ctrd.ctr(&["containers", "ls", "-q"]);
+    let left = String::from_utf8_lossy(&out.stdout).lines().count();
+    cluster.ok(&["delete", "pod", "steady", "--wait=true", "--timeout=60s"]);
+    let out = cluster.ctrd.ctr(&["containers", "ls", "-q"]);
+    let now = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(now < left && now == 0, "containers left: {now} (before the last delete: {left})");
 }
