@@ -419,8 +419,13 @@ spec:
 impl Cluster {
     /// Runs `cmd` in the pod's container through CRI ExecSync; (exit code, stdout).
     fn exec(&self, pod: &str, container: &str, cmd: &[&str]) -> (i32, String) {
-        let p = self.pod(pod).unwrap_or_else(|| panic!("pod {pod} not found"));
-        let statuses = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let p = self
+            .pod(pod)
+            .unwrap_or_else(|| panic!("pod {pod} not found"));
+        let statuses = p["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let id = statuses
             .iter()
             .find(|c| c["name"] == container)
@@ -428,19 +433,30 @@ impl Cluster {
             .and_then(|id| id.strip_prefix("containerd://"))
             .unwrap_or_else(|| panic!("no container {container} in {p}"))
             .to_string();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let cri = Cri::new(&self.ctrd.socket);
             let out = cri
                 .exec_sync(&id, cmd.iter().map(|s| s.to_string()).collect(), 10)
                 .await
                 .unwrap_or_else(|e| panic!("exec {cmd:?} in {pod}/{container}: {e}"));
-            (out.exit_code, String::from_utf8_lossy(&out.stdout).into_owned())
+            (
+                out.exit_code,
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
         })
     }
 
     fn events(&self, pod: &str) -> String {
-        self.ok(&["get", "events", "--field-selector", &format!("involvedObject.name={pod}")])
+        self.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod}"),
+        ])
     }
 }
 
@@ -475,18 +491,31 @@ spec:
 #[test]
 fn course_example_pod_gets_env_from_config_map_and_secret() {
     let cluster = Cluster::start();
-    cluster.ctrd.import_busybox_as("docker.io/library/nginx:latest", &["httpd", "-f", "-p", "80"]);
+    cluster.ctrd.import_busybox_as(
+        "docker.io/library/nginx:latest",
+        &["httpd", "-f", "-p", "80"],
+    );
     cluster.wait_node_ready();
-    for f in ["example-config.yaml", "example-secret.yaml", "example-pod.yaml"] {
+    for f in [
+        "example-config.yaml",
+        "example-secret.yaml",
+        "example-pod.yaml",
+    ] {
         cluster.ok(&["apply", "-f", &common::fixture(&format!("course/{f}"))]);
     }
-    let pod = cluster.wait_pod("example-pod", "Running", |p| p["status"]["phase"] == "Running");
+    let pod = cluster.wait_pod("example-pod", "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
     assert_eq!(container_status(&pod, "my-container")["image"], "nginx");
     let (code, env) = cluster.exec("example-pod", "my-container", &["env"]);
     assert_eq!(code, 0);
     assert!(env.lines().any(|l| l == "DB_HOST=db.example.com"), "{env}");
     assert!(env.lines().any(|l| l == "DB_USER=admin"), "{env}");
-    assert!(env.lines().any(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with("KUBERNETES_SERVICE_HOST=")),
+        "{env}"
+    );
 }
 
 // Acceptance 5: probes, CrashLoopBackOff, ImagePullBackOff.
@@ -532,15 +561,27 @@ spec:
     });
     let last = &container_status(&p, "main")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 137, "{p}");
-    assert!(last["reason"].is_string() && last["finishedAt"].is_string(), "{p}");
+    assert!(
+        last["reason"].is_string() && last["finishedAt"].is_string(),
+        "{p}"
+    );
     let events = cluster.events("liveness");
     assert!(events.contains("Liveness probe failed"), "{events}");
-    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+    assert!(
+        events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
     // A failing readiness probe keeps the pod Running but not Ready.
     let p = cluster.wait_pod("unready", "Running", |p| p["status"]["phase"] == "Running");
     assert_eq!(container_status(&p, "main")["ready"], false);
     assert_eq!(container_status(&p, "main")["started"], true);
-    let ready = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    let ready = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "ContainersNotReady");
     // A container that exits at once: CrashLoopBackOff with growing delays.
@@ -548,7 +589,13 @@ spec:
         container_status(p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
     let cs = container_status(&p, "main");
-    assert!(cs["state"]["waiting"]["message"].as_str().unwrap().contains("back-off 10s"), "{cs}");
+    assert!(
+        cs["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("back-off 10s"),
+        "{cs}"
+    );
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3);
     let first_restarts = cs["restartCount"].as_i64().unwrap();
     let p = cluster.wait_pod("crash", "back-off grows to 20s", |p| {
@@ -556,7 +603,12 @@ spec:
             .as_str()
             .is_some_and(|m| m.contains("back-off 20s"))
     });
-    assert!(container_status(&p, "main")["restartCount"].as_i64().unwrap() > first_restarts);
+    assert!(
+        container_status(&p, "main")["restartCount"]
+            .as_i64()
+            .unwrap()
+            > first_restarts
+    );
     let table = cluster.ok(&["get", "pod", "crash"]);
     assert!(table.contains("CrashLoopBackOff"), "{table}");
     // An absent image: ErrImagePull, then ImagePullBackOff, with events.
@@ -564,7 +616,10 @@ spec:
         container_status(p, "main")["state"]["waiting"]["reason"] == "ImagePullBackOff"
     });
     let events = cluster.events("absent");
-    assert!(events.contains("Failed to pull image \"kubelab.local/absent:1\""), "{events}");
+    assert!(
+        events.contains("Failed to pull image \"kubelab.local/absent:1\""),
+        "{events}"
+    );
     assert!(events.contains("ErrImagePull"), "{events}");
     assert!(events.contains("Back-off pulling image"), "{events}");
 }
@@ -659,15 +714,32 @@ spec:
 ",
         image = containerd::BUSYBOX
     ));
-    cluster.wait_pod("vols", "Running and Ready", |p| p["status"]["phase"] == "Running" && ready(p));
+    cluster.wait_pod("vols", "Running and Ready", |p| {
+        p["status"]["phase"] == "Running" && ready(p)
+    });
     let sh = |container: &str, script: &str| cluster.exec("vols", container, &["sh", "-c", script]);
     assert_eq!(sh("writer", "cat /etc/settings/conf/color").1, "blue");
-    assert_eq!(sh("writer", "stat -L -c %a /etc/settings/conf/color").1.trim(), "400");
+    assert_eq!(
+        sh("writer", "stat -L -c %a /etc/settings/conf/color")
+            .1
+            .trim(),
+        "400"
+    );
     assert_eq!(sh("writer", "cat /etc/creds/password").1, "s3cret");
-    assert_eq!(sh("writer", "stat -L -c %a /etc/creds/password").1.trim(), "440");
+    assert_eq!(
+        sh("writer", "stat -L -c %a /etc/creds/password").1.trim(),
+        "440"
+    );
     assert_eq!(sh("writer", "cat /etc/size").1, "large");
-    assert!(sh("writer", "cat /etc/info/labels").1.contains("app=\"vols\""));
-    assert!(sh("writer", "grep -c ' /scratch tmpfs' /proc/mounts").1.trim() == "1");
+    assert!(sh("writer", "cat /etc/info/labels")
+        .1
+        .contains("app=\"vols\""));
+    assert!(
+        sh("writer", "grep -c ' /scratch tmpfs' /proc/mounts")
+            .1
+            .trim()
+            == "1"
+    );
     // emptyDir: what one container writes, the other reads.
     let note = cluster.eventually("the reader sees the writer's file", || {
         let (code, out) = sh("reader", "cat /data/note");
@@ -675,7 +747,13 @@ spec:
     });
     assert_eq!(note.trim(), "from-writer");
     // A ConfigMap update reaches the mounted files.
-    cluster.ok(&["patch", "configmap", "settings", "-p", r#"{"data":{"color":"green"}}"#]);
+    cluster.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"color":"green"}}"#,
+    ]);
     cluster.eventually("the updated ConfigMap reaches the file", || {
         (sh("writer", "cat /etc/all/color").1 == "green").then_some(())
     });
@@ -683,9 +761,15 @@ spec:
         (sh("writer", "cat /etc/settings/conf/color").1 == "green").then_some(())
     });
     // The projected token is a service-account token the API server accepts.
-    let (_, token) = sh("writer", "cat /var/run/secrets/kubernetes.io/serviceaccount/token");
+    let (_, token) = sh(
+        "writer",
+        "cat /var/run/secrets/kubernetes.io/serviceaccount/token",
+    );
     assert_eq!(token.split('.').count(), 3, "not a JWT: {token:?}");
-    let (_, ca) = sh("writer", "cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+    let (_, ca) = sh(
+        "writer",
+        "cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+    );
     assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
     let names = cluster.server.block_on(async {
         let mut config = kube::Config::new(cluster.server.url().parse().unwrap());
@@ -693,19 +777,22 @@ spec:
         config.root_cert = Some(vec![der]);
         config.auth_info.token = Some(token.trim().to_string().into());
         let client = kube::Client::try_from(config).unwrap();
-        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "default");
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(client, "default");
         pods.list(&Default::default()).await.map(|l| l.items.len())
     });
-    assert!(names.as_ref().is_ok_and(|n| *n >= 1), "listing pods with the pod's token: {names:?}");
+    assert!(
+        names.as_ref().is_ok_and(|n| *n >= 1),
+        "listing pods with the pod's token: {names:?}"
+    );
 }
 
 fn kubelab_pki_ca_der(pem: &str) -> Vec<u8> {
     use base64::Engine;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }
 
 // Acceptance 7: deletion waits for the grace period of a container that ignores SIGTERM; an
@@ -714,7 +801,18 @@ fn kubelab_pki_ca_der(pem: &str) -> Vec<u8> {
 fn graceful_deletion_and_adoption_after_an_agent_restart() {
     let mut cluster = Cluster::start();
     cluster.wait_node_ready();
-    cluster.apply(&busybox_pod("stubborn", "", "", "trap \"\" TERM; while :; do sleep 1; done").replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 4"));
+    cluster.apply(
+        &busybox_pod(
+            "stubborn",
+            "",
+            "",
+            "trap \"\" TERM; while :; do sleep 1; done",
+        )
+        .replace(
+            "terminationGracePeriodSeconds: 2",
+            "terminationGracePeriodSeconds: 4",
+        ),
+    );
     cluster.apply(&busybox_pod("steady", "", "", "sleep 3600"));
     cluster.wait_pod("stubborn", "Running", |p| p["status"]["phase"] == "Running");
     let before = cluster.wait_pod("steady", "Running", |p| p["status"]["phase"] == "Running");
@@ -723,7 +821,10 @@ fn graceful_deletion_and_adoption_after_an_agent_restart() {
     cluster.kill_agent();
     cluster.start_agent();
     cluster.eventually("the restarted agent renews the node lease", || {
-        std::fs::read_to_string(cluster.agent_log()).ok()?.contains("registered node").then_some(())
+        std::fs::read_to_string(cluster.agent_log())
+            .ok()?
+            .contains("registered node")
+            .then_some(())
     });
     let (code, _) = cluster.exec("steady", "main", &["true"]);
     assert_eq!(code, 0);
@@ -735,7 +836,10 @@ fn graceful_deletion_and_adoption_after_an_agent_restart() {
     let started = std::time::Instant::now();
     cluster.ok(&["delete", "pod", "stubborn", "--wait=true", "--timeout=60s"]);
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(3), "deleted after {took:?}, before the grace period");
+    assert!(
+        took >= Duration::from_secs(3),
+        "deleted after {took:?}, before the grace period"
+    );
     assert!(!cluster.kubectl(&["get", "pod", "stubborn"]).success());
     // Its sandbox is gone from the runtime too.
     let out = cluster.ctrd.ctr(&["containers", "ls", "-q"]);
@@ -743,5 +847,8 @@ fn graceful_deletion_and_adoption_after_an_agent_restart() {
     cluster.ok(&["delete", "pod", "steady", "--wait=true", "--timeout=60s"]);
     let out = cluster.ctrd.ctr(&["containers", "ls", "-q"]);
     let now = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert!(now < left && now == 0, "containers left: {now} (before the last delete: {left})");
+    assert!(
+        now < left && now == 0,
+        "containers left: {now} (before the last delete: {left})"
+    );
 }
