@@ -80,6 +80,12 @@ struct KubeletArgs {
     /// HTTPS port of the kubelet API (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The kubelet's serving certificate (PEM; default: the one the join got, else self-signed).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -207,6 +213,15 @@ async fn run_kubelet(
             config.serving_cert = Some(joined.serving_cert.clone());
         }
         None => config.client_ca_pem = kubeconfig.map(ca_pem).unwrap_or_default(),
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_private_key_file) {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        config.serving_cert = Some(kubelab_pki::CertPair {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        });
     }
     config.max_pods = pods;
     println!("kubelab agent: node {name} ({node_ip}) running pods in containerd");

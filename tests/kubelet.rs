@@ -157,6 +157,17 @@ impl Cluster {
             },
         )
         .unwrap();
+        let serving = kubelab_pki::issue_node_cert(
+            &ca,
+            "node-1",
+            kubelab_pki::NodeCertKind::Serving,
+            &["127.0.0.1".to_string()],
+        )
+        .unwrap();
+        let cert_file = server.root().join("node-1-serving.crt");
+        let key_file = server.root().join("node-1-serving.key");
+        std::fs::write(&cert_file, &serving.cert_pem).unwrap();
+        std::fs::write(&key_file, &serving.key_pem).unwrap();
         let root = ctrd.root().join("agent");
         let agent_args: Vec<String> = vec![
             "agent".into(),
@@ -176,6 +187,10 @@ impl Cluster {
             ctrd.bridge.clone(),
             "--kubelet-port".into(),
             "0".into(),
+            "--tls-cert-file".into(),
+            cert_file.to_string_lossy().into_owned(),
+            "--tls-private-key-file".into(),
+            key_file.to_string_lossy().into_owned(),
         ];
         let mut cluster = Cluster {
             agent: None,
@@ -851,4 +866,80 @@ fn graceful_deletion_and_adoption_after_an_agent_restart() {
         now < left && now == 0,
         "containers left: {now} (before the last delete: {left})"
     );
+}
+
+// Acceptance 4 (the kubelet side): logs, exec with its exit code, port-forward, cp.
+#[test]
+fn logs_exec_port_forward_and_cp_through_the_api_server() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(&busybox_pod(
+        "talker",
+        "",
+        "",
+        "echo hello-www > /var/www/index.html; (httpd -f -p 8080 -h /var/www &); i=0; while :; do i=$((i+1)); echo line-$i; sleep 0.2; done",
+    ));
+    cluster.wait_pod("talker", "Running", |p| p["status"]["phase"] == "Running");
+    let logs = cluster.eventually("kubectl logs shows lines", || {
+        let out = cluster.kubectl(&["logs", "talker"]);
+        (out.success() && out.stdout.contains("line-3")).then_some(out.stdout)
+    });
+    assert!(logs.starts_with("line-1\n"), "{logs}");
+    let tail = cluster.ok(&["logs", "talker", "--tail=2", "--timestamps"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(
+        tail.lines()
+            .all(|l| l.split(' ').next().is_some_and(|t| t.ends_with('Z'))),
+        "{tail}"
+    );
+    // -f streams new lines as they come.
+    let mut follow = cluster
+        .server
+        .spawn_kubectl(&k(), &["logs", "-f", "talker", "-c", "main"]);
+    let before: usize = logs.lines().count();
+    follow.wait_for("a fresh line from logs -f", WAIT, |l| {
+        l.strip_prefix("line-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n > before + 5)
+    });
+    drop(follow);
+    // exec: output and the exit code.
+    let out = cluster.kubectl(&["exec", "talker", "--", "sh", "-c", "echo hi; exit 3"]);
+    assert_eq!(out.stdout, "hi\n", "{out:?}");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(3), "{out:?}");
+    let out = cluster.server.kubectl_stdin(
+        &k(),
+        &[
+            "exec",
+            "-i",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got-$x",
+        ],
+        "abc\n",
+    );
+    assert!(out.stdout.contains("got-abc"), "{out:?}");
+    // port-forward, then HTTP through it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut pf = cluster.server.spawn_kubectl(
+        &k(),
+        &["port-forward", "pod/talker", &format!("{port}:8080")],
+    );
+    pf.wait_for("port-forward is ready", WAIT, |l| {
+        l.contains("Forwarding from")
+    });
+    let body = cluster.eventually("HTTP through port-forward", || {
+        http_get("127.0.0.1", port, "/")
+    });
+    assert!(body.contains("hello-www"), "{body}");
+    drop(pf);
+    // cp out of the pod (tar on the container's stdout).
+    let dest = cluster.server.root().join("copied.html");
+    cluster.ok(&["cp", "talker:/var/www/index.html", &dest.to_string_lossy()]);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "hello-www\n");
 }

@@ -49,7 +49,7 @@ const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Longest `sleep` a built-in shell command may do.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// The kubelet endpoint of one simulated node.
 pub struct KubeletServerConfig {
@@ -120,7 +120,7 @@ struct Node {
     name: String,
 }
 
-fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+pub(crate) fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
     let mut resp = Response::new(
         Full::new(Bytes::from(text.into()))
             .map_err(|never| match never {})
@@ -135,14 +135,14 @@ fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
 }
 
 /// Query parameters, repeated keys kept.
-fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
+pub(crate) fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
     req.uri()
         .query()
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default()
 }
 
-fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
@@ -392,13 +392,16 @@ fn container_running(pod: &Value, container: &str) -> bool {
 }
 
 /// An accepted WebSocket upgrade, not yet answered.
-struct Upgrade {
+pub(crate) struct Upgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     accept: String,
     protocol: &'static str,
 }
 
-fn websocket_upgrade(req: &mut Request<Incoming>, protocol: &'static str) -> Option<Upgrade> {
+pub(crate) fn websocket_upgrade(
+    req: &mut Request<Incoming>,
+    protocol: &'static str,
+) -> Option<Upgrade> {
     let wants = req
         .headers()
         .get(http::header::UPGRADE)
@@ -426,11 +429,11 @@ fn websocket_upgrade(req: &mut Request<Incoming>, protocol: &'static str) -> Opt
     })
 }
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(crate) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 impl Upgrade {
     /// Answer 101 and run `f` on the WebSocket.
-    fn run<F, Fut>(self, f: F) -> Response<Body>
+    pub(crate) fn run<F, Fut>(self, f: F) -> Response<Body>
     where
         F: FnOnce(Ws) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,

@@ -7,6 +7,8 @@
 //!   `lifecycle.rs` (sandbox → images → init containers → containers → Running →
 //!   Succeeded/Failed, restarts with CrashLoopBackOff, graceful termination), with `volumes.rs`,
 //!   `env.rs` and `probes.rs`, and reports its status (`status.rs`).
+//! - `server.rs`: the kubelet's HTTPS API (container logs; exec, attach and port-forward relayed
+//!   to the runtime's streaming server).
 //! - A relist of the runtime every second (upstream's PLEG) wakes the worker of a pod whose
 //!   containers changed state.
 //!
@@ -22,6 +24,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod probes;
 pub mod quantity;
+pub mod server;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -461,6 +464,9 @@ pub async fn run(client: kube::Client, config: KubeletConfig) -> Result<(), Erro
         pods: Mutex::new(HashMap::new()),
         config,
     });
+    let addr = server::start(kubelet.clone()).await?;
+    *kubelet.port.lock().expect("lock") = addr.port();
+    tracing::info!(%addr, "kubelet API serving");
     let node = tokio::spawn(node::run(kubelet.clone()));
     let pods = tokio::spawn(manage_pods(kubelet.clone()));
     let _ = tokio::join!(node, pods);
