@@ -942,4 +942,18 @@ fn logs_exec_port_forward_and_cp_through_the_api_server() {
     let dest = cluster.server.root().join("copied.html");
     cluster.ok(&["cp", "talker:/var/www/index.html", &dest.to_string_lossy()]);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "hello-www\n");
+    // cp into the pod: tar reads stdin to its end.
+    let src = cluster.server.root().join("upload.txt");
+    std::fs::write(&src, "uploaded-content\n").unwrap();
+    cluster.ok(&["cp", &src.to_string_lossy(), "talker:/tmp/upload.txt"]);
+    let (_, text) = cluster.exec("talker", "main", &["cat", "/tmp/upload.txt"]);
+    assert_eq!(text, "uploaded-content\n");
+    // stdin closes: `cat` ends and its exit code comes back.
+    let out = cluster.server.kubectl_stdin(
+        &k(),
+        &["exec", "-i", "talker", "--", "sh", "-c", "cat; exit 4"],
+        "piped\n",
+    );
+    assert_eq!(out.stdout, "piped\n", "{out:?}");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(4), "{out:?}");
 }

@@ -25,6 +25,7 @@ pub mod node;
 pub mod probes;
 pub mod quantity;
 pub mod server;
+pub mod spdy_exec;
 pub mod status;
 pub mod volumes;
 pub mod worker;

@@ -10,7 +10,8 @@
 //!   `GET /portForward/{ns}/{pod}` (`v4.channel.k8s.io`): the runtime's streaming server does
 //!   the work (CRI Exec/Attach/PortForward return a URL on it); this server relays WebSocket
 //!   messages between the caller and that URL, which containerd serves with
-//!   `v4.channel.k8s.io` — the same channel bytes, without v5's stdin close signal.
+//!   `v4.channel.k8s.io` — the same channel bytes, without v5's stdin close signal; sessions
+//!   with stdin go over SPDY instead (`spdy_exec.rs`), where stdin can be closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -227,7 +228,17 @@ async fn handle(
                     })
                     .await
             };
+            // With stdin, SPDY: its streams can be half-closed (the end of `kubectl cp`'s tar).
+            let streams = super::spdy_exec::Streams {
+                stdin: flag("stdin"),
+                stdout: flag("stdout"),
+                stderr: flag("stderr"),
+                tty: flag("tty"),
+            };
             match url {
+                Ok(url) if streams.stdin => {
+                    upgrade.run(move |ws| super::spdy_exec::bridge(ws, url, streams))
+                }
                 Ok(url) => upgrade.run(move |ws| relay(ws, url)),
                 Err(e) => stream_error(e),
             }
