@@ -3,6 +3,8 @@
 
 mod agent;
 mod controller_manager;
+mod node_image;
+mod node_init;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,11 @@ enum Command {
     ControllerManager(controller_manager::ControllerManagerArgs),
     /// Run a node agent that joins a server (today: a simulated node, --fake).
     Agent(agent::AgentArgs),
+    /// Entrypoint of node containers: prepare the container, then supervise containerd and
+    /// the server or agent.
+    NodeInit(node_init::NodeInitArgs),
+    /// Build the node image.
+    NodeImage(node_image::NodeImageArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +49,11 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The node entrypoint is PID 1 and takes signals on its main thread: no runtime threads.
+    let cli = match cli.command {
+        Command::NodeInit(args) => return exit_code(node_init::run(args)),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,8 +69,14 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::ControllerManager(args) => controller_manager::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::NodeImage(args) => node_image::run(args).await,
+            Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

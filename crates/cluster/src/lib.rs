@@ -13,6 +13,9 @@
 //! binary implements.
 
 mod error;
+pub mod node_image;
+pub mod node_init;
+pub mod oci;
 pub mod paths;
 pub mod provider;
 

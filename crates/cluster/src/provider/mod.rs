@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use docker::DockerProvider;
+pub(crate) use docker::short_error as docker_error;
 
 use crate::Result;
 
