@@ -3,8 +3,13 @@
 
 mod agent;
 mod controller_manager;
+mod down;
+mod list;
 mod node_image;
 mod node_init;
+mod progress;
+mod status;
+mod up;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +43,14 @@ enum Command {
     NodeInit(node_init::NodeInitArgs),
     /// Build the node image.
     NodeImage(node_image::NodeImageArgs),
+    /// Create a cluster of container nodes and merge its kubeconfig.
+    Up(up::UpArgs),
+    /// Remove a cluster (containers, volumes, network, kubeconfig entries).
+    Down(down::DownArgs),
+    /// List the clusters.
+    List(list::ListArgs),
+    /// Show a cluster's nodes, API endpoint and health.
+    Status(status::StatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +83,10 @@ fn main() -> std::process::ExitCode {
             Command::ControllerManager(args) => controller_manager::run(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::NodeImage(args) => node_image::run(args).await,
+            Command::Up(args) => up::run(args).await,
+            Command::Down(args) => down::run(args).await,
+            Command::List(args) => list::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });

@@ -12,7 +12,11 @@
 //! the same binary) and does not print anything: progress goes through the `Progress` trait the
 //! binary implements.
 
+pub mod apply;
+pub mod cluster;
+pub mod create;
 mod error;
+pub mod kubeconfig;
 pub mod node_image;
 pub mod node_init;
 pub mod oci;
