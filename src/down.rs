@@ -28,7 +28,14 @@ pub async fn run(args: DownArgs) -> anyhow::Result<()> {
         let removed = cluster::delete(&docker, &name).await?;
         let entry = kubeconfig::remove(&path, &name)?;
         if removed.nodes.is_empty() && removed.networks.is_empty() && removed.volumes.is_empty() {
-            println!("no cluster named {name:?}{}", if entry { " (removed its kubeconfig entries)" } else { "" });
+            println!(
+                "no cluster named {name:?}{}",
+                if entry {
+                    " (removed its kubeconfig entries)"
+                } else {
+                    ""
+                }
+            );
             continue;
         }
         println!(
@@ -40,7 +47,11 @@ pub async fn run(args: DownArgs) -> anyhow::Result<()> {
             removed.networks.len(),
             plural(removed.networks.len()),
             if entry {
-                format!(", context {} from {}", kubeconfig::entry_name(&name), path.display())
+                format!(
+                    ", context {} from {}",
+                    kubeconfig::entry_name(&name),
+                    path.display()
+                )
             } else {
                 String::new()
             }

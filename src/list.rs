@@ -13,7 +13,10 @@ pub async fn run(_args: ListArgs) -> anyhow::Result<()> {
         println!("no kubelab cluster; create one with `kubelab up`");
         return Ok(());
     }
-    println!("{:<20} {:>7} {:>6} {:>8}  API", "NAME", "SERVERS", "AGENTS", "RUNNING");
+    println!(
+        "{:<20} {:>7} {:>6} {:>8}  API",
+        "NAME", "SERVERS", "AGENTS", "RUNNING"
+    );
     for state in clusters.values() {
         let running = state.nodes.iter().filter(|n| n.running()).count();
         println!(

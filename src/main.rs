@@ -8,9 +8,9 @@ mod list;
 mod node_image;
 mod node_init;
 mod progress;
+mod server;
 mod status;
 mod up;
-mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -54,14 +54,22 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Host verbs print their own progress: only warnings from the libraries (the API client
+    // logs every refused connection while a cluster starts).
+    let default_filter = match cli.command {
+        Command::Up(_) | Command::Down(_) | Command::List(_) | Command::Status(_) => {
+            "warn,kube_client=off"
+        }
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     // The node entrypoint is PID 1 and takes signals on its main thread: no runtime threads.
     let cli = match cli.command {
         Command::NodeInit(args) => return exit_code(node_init::run(args)),

@@ -69,12 +69,20 @@ impl Step for Running {
         } else {
             format!(" ({detail})")
         };
-        let line = format!(" ✓ {}{detail} {}", self.title, seconds(self.started.elapsed()));
+        let line = format!(
+            " ✓ {}{detail} {}",
+            self.title,
+            seconds(self.started.elapsed())
+        );
         self.finish(line);
     }
 
     fn fail(self: Box<Self>, error: &kubelab_cluster::Error) {
-        let line = format!(" ✗ {} {}: {error}", self.title, seconds(self.started.elapsed()));
+        let line = format!(
+            " ✗ {} {}: {error}",
+            self.title,
+            seconds(self.started.elapsed())
+        );
         self.finish(line);
     }
 }

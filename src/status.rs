@@ -23,14 +23,19 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let mut health = String::from("unreachable");
     if let Ok(entry) = cluster::admin_entry(&docker, &state).await {
         if let Ok(client) = cluster::client(&entry).await {
-            let answer = tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await;
             if let Ok(Ok(version)) = answer {
                 health = format!("healthy ({})", version.git_version);
                 let nodes: Api<Node> = Api::all(client);
                 if let Ok(list) = nodes.list(&ListParams::default()).await {
                     for node in list.items {
                         let name = node.metadata.name.clone().unwrap_or_default();
-                        let text = if create::is_ready(&node) { "Ready" } else { "NotReady" };
+                        let text = if create::is_ready(&node) {
+                            "Ready"
+                        } else {
+                            "NotReady"
+                        };
                         ready.insert(name, text.to_owned());
                     }
                 }
@@ -38,17 +43,25 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         }
     }
     println!("cluster {}", state.name);
-    println!("  API:     {} — {health}", state.api_url().unwrap_or_else(|| "-".into()));
+    println!(
+        "  API:     {} — {health}",
+        state.api_url().unwrap_or_else(|| "-".into())
+    );
     println!("  network: {}", state.networks.join(", "));
     println!();
-    println!("  {:<28} {:<7} {:<9} {:<15} KUBERNETES", "NODE", "ROLE", "STATE", "IP");
+    println!(
+        "  {:<28} {:<7} {:<9} {:<15} KUBERNETES",
+        "NODE", "ROLE", "STATE", "IP"
+    );
     for node in &state.nodes {
         println!(
             "  {:<28} {:<7} {:<9} {:<15} {}",
             node.name,
             node.role,
             node.state,
-            node.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into()),
+            node.ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "-".into()),
             ready.get(&node.name).map(String::as_str).unwrap_or("-")
         );
     }

@@ -66,7 +66,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration {text:?}: use e.g. 90s, 2m, 500ms")),
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: use e.g. 90s, 2m, 500ms"
+            ))
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -76,7 +80,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         anyhow::bail!("--nodes must be at least 1");
     }
     if args.servers > args.nodes {
-        anyhow::bail!("--servers ({}) cannot exceed --nodes ({})", args.servers, args.nodes);
+        anyhow::bail!(
+            "--servers ({}) cannot exceed --nodes ({})",
+            args.servers,
+            args.nodes
+        );
     }
     let ports = args
         .ports
@@ -110,7 +118,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         agent_args: args.agent_args,
         wait: args.wait,
         retain: args.retain,
-        kubeconfig: (!args.no_kubeconfig).then(|| (kubeconfig::default_path(), !args.no_switch_context)),
+        kubeconfig: (!args.no_kubeconfig)
+            .then(|| (kubeconfig::default_path(), !args.no_switch_context)),
         addons: vec![],
     };
     let created = create::create(&docker, &spec, &steps).await?;
@@ -134,7 +143,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The default image, built when missing or made from another kubelab binary.
-pub async fn ensure_default_image(docker: &DockerProvider, steps: &Steps) -> anyhow::Result<String> {
+pub async fn ensure_default_image(
+    docker: &DockerProvider,
+    steps: &Steps,
+) -> anyhow::Result<String> {
     use kubelab_cluster::create::Progress;
     let image = node_image::default_image();
     let binary = std::env::current_exe().context("cannot find the kubelab binary")?;
@@ -149,7 +161,11 @@ pub async fn ensure_default_image(docker: &DockerProvider, steps: &Steps) -> any
     }
     let step = steps.begin(&format!(
         "Building node image {image} ({})",
-        if labels.is_some() { "this kubelab binary is newer" } else { "missing" }
+        if labels.is_some() {
+            "this kubelab binary is newer"
+        } else {
+            "missing"
+        }
     ));
     let options = node_image::BuildOptions {
         image: image.clone(),

@@ -13,7 +13,8 @@ pub const FIELD_MANAGER: &str = "kubelab";
 pub fn documents(yaml: &str) -> Result<Vec<DynamicObject>> {
     let mut objects = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
+        let value = serde_yaml::Value::deserialize(doc)
+            .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
         if value.is_null() {
             continue;
         }
@@ -26,22 +27,35 @@ pub fn documents(yaml: &str) -> Result<Vec<DynamicObject>> {
 
 use serde::Deserialize;
 
-async fn resolve(discovery: &Discovery, object: &DynamicObject) -> Result<(ApiResource, ApiCapabilities)> {
-    let types = object
-        .types
-        .as_ref()
-        .ok_or_else(|| Error::Invalid(format!("manifest object {:?} has no apiVersion/kind", object.metadata.name)))?;
+async fn resolve(
+    discovery: &Discovery,
+    object: &DynamicObject,
+) -> Result<(ApiResource, ApiCapabilities)> {
+    let types = object.types.as_ref().ok_or_else(|| {
+        Error::Invalid(format!(
+            "manifest object {:?} has no apiVersion/kind",
+            object.metadata.name
+        ))
+    })?;
     let (group, version) = match types.api_version.split_once('/') {
         Some((g, v)) => (g.to_owned(), v.to_owned()),
         None => (String::new(), types.api_version.clone()),
     };
     let gvk = kube::core::GroupVersionKind::gvk(&group, &version, &types.kind);
-    discovery
-        .resolve_gvk(&gvk)
-        .ok_or_else(|| Error::Invalid(format!("the API server does not serve {}/{}", types.api_version, types.kind)))
+    discovery.resolve_gvk(&gvk).ok_or_else(|| {
+        Error::Invalid(format!(
+            "the API server does not serve {}/{}",
+            types.api_version, types.kind
+        ))
+    })
 }
 
-fn api_for(client: &kube::Client, object: &DynamicObject, resource: &ApiResource, caps: &ApiCapabilities) -> Api<DynamicObject> {
+fn api_for(
+    client: &kube::Client,
+    object: &DynamicObject,
+    resource: &ApiResource,
+    caps: &ApiCapabilities,
+) -> Api<DynamicObject> {
     match caps.scope {
         Scope::Namespaced => Api::namespaced_with(
             client.clone(),
@@ -62,11 +76,9 @@ pub async fn apply_all(client: &kube::Client, yaml: &str) -> Result<usize> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in &objects {
         let (resource, caps) = resolve(&discovery, object).await?;
-        let name = object
-            .metadata
-            .name
-            .clone()
-            .ok_or_else(|| Error::Invalid(format!("a {} in the manifest has no name", resource.kind)))?;
+        let name = object.metadata.name.clone().ok_or_else(|| {
+            Error::Invalid(format!("a {} in the manifest has no name", resource.kind))
+        })?;
         api_for(client, object, &resource, &caps)
             .patch(&name, &params, &Patch::Apply(object))
             .await
@@ -97,7 +109,12 @@ pub async fn delete_all(client: &kube::Client, yaml: &str) -> Result<usize> {
         {
             Ok(_) => deleted += 1,
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(Error::Invalid(format!("cannot delete {} {name}: {e}", resource.kind))),
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "cannot delete {} {name}: {e}",
+                    resource.kind
+                )))
+            }
         }
     }
     Ok(deleted)

@@ -31,7 +31,9 @@ pub fn volume_name(node: &str) -> String {
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 40
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-');
     if ok {
@@ -87,15 +89,27 @@ pub async fn list(provider: &dyn Provider) -> Result<BTreeMap<String, ClusterSta
     };
     for node in provider.list_nodes(None).await? {
         let name = entry(&mut clusters, &node.cluster);
-        clusters.get_mut(&name).expect("just inserted").nodes.push(node);
+        clusters
+            .get_mut(&name)
+            .expect("just inserted")
+            .nodes
+            .push(node);
     }
     for (network, cluster) in provider.list_networks(None).await? {
         let name = entry(&mut clusters, &cluster);
-        clusters.get_mut(&name).expect("just inserted").networks.push(network);
+        clusters
+            .get_mut(&name)
+            .expect("just inserted")
+            .networks
+            .push(network);
     }
     for (volume, cluster) in provider.list_volumes(None).await? {
         let name = entry(&mut clusters, &cluster);
-        clusters.get_mut(&name).expect("just inserted").volumes.push(volume);
+        clusters
+            .get_mut(&name)
+            .expect("just inserted")
+            .volumes
+            .push(volume);
     }
     Ok(clusters)
 }
@@ -119,7 +133,9 @@ pub async fn get(provider: &dyn Provider, name: &str) -> Result<ClusterState> {
 pub async fn require(provider: &dyn Provider, name: &str) -> Result<ClusterState> {
     let state = get(provider, name).await?;
     if state.nodes.is_empty() && state.networks.is_empty() && state.volumes.is_empty() {
-        return Err(Error::ClusterNotFound { name: name.to_owned() });
+        return Err(Error::ClusterNotFound {
+            name: name.to_owned(),
+        });
     }
     Ok(state)
 }
@@ -127,7 +143,8 @@ pub async fn require(provider: &dyn Provider, name: &str) -> Result<ClusterState
 /// Removes every container, volume and network labelled with the cluster's name.
 pub async fn delete(provider: &dyn Provider, name: &str) -> Result<ClusterState> {
     let state = get(provider, name).await?;
-    futures::future::try_join_all(state.nodes.iter().map(|n| provider.remove_node(&n.name))).await?;
+    futures::future::try_join_all(state.nodes.iter().map(|n| provider.remove_node(&n.name)))
+        .await?;
     // Volumes and the network go once no container uses them (listed again: an `up` may have
     // created some between the two listings).
     let volumes = provider.list_volumes(Some(name)).await?;
@@ -142,7 +159,9 @@ pub async fn delete(provider: &dyn Provider, name: &str) -> Result<ClusterState>
 /// the engine has; the start point is a hash of the name so clusters rarely race for one.
 pub fn pick_subnet(used: &[String], name: &str) -> Result<(String, Ipv4Addr)> {
     let used: Vec<(u32, u32)> = used.iter().filter_map(|s| parse_cidr(s)).collect();
-    let hash = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let hash = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
     for (a, b) in [(172u8, 30u8), (10, 213)] {
         for i in 0..256u32 {
             let third = ((hash + i) % 256) as u8;
@@ -166,13 +185,18 @@ fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
     let (ip, len) = cidr.split_once('/')?;
     let ip: Ipv4Addr = ip.parse().ok()?;
     let len: u32 = len.parse().ok()?;
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32))
+    };
     Some((u32::from(ip) & mask, mask))
 }
 
 /// The `n`-th host address of a /24 subnet (2 is the first node; 1 is the gateway).
 pub fn host_address(subnet: &str, n: u8) -> Result<Ipv4Addr> {
-    let (base, _) = parse_cidr(subnet).ok_or_else(|| Error::Invalid(format!("invalid subnet {subnet}")))?;
+    let (base, _) =
+        parse_cidr(subnet).ok_or_else(|| Error::Invalid(format!("invalid subnet {subnet}")))?;
     Ok(Ipv4Addr::from(base + n as u32))
 }
 
@@ -189,11 +213,16 @@ pub fn free_address(subnet: &str, nodes: &[NodeInfo]) -> Result<Ipv4Addr> {
 
 /// The admin kubeconfig entry of a running cluster, read from its first server node and pointed
 /// at the published API port.
-pub async fn admin_entry(provider: &dyn Provider, state: &ClusterState) -> Result<kubeconfig::Entry> {
-    let server = state
-        .servers()
-        .find(|n| n.running())
-        .ok_or_else(|| Error::Invalid(format!("cluster {:?} has no running server node; `kubelab start {}`", state.name, state.name)))?;
+pub async fn admin_entry(
+    provider: &dyn Provider,
+    state: &ClusterState,
+) -> Result<kubeconfig::Entry> {
+    let server = state.servers().find(|n| n.running()).ok_or_else(|| {
+        Error::Invalid(format!(
+            "cluster {:?} has no running server node; `kubelab start {}`",
+            state.name, state.name
+        ))
+    })?;
     let url = state
         .api_url()
         .ok_or_else(|| Error::Invalid(format!("cluster {:?} publishes no API port", state.name)))?;
@@ -214,9 +243,12 @@ pub async fn admin_entry(provider: &dyn Provider, state: &ClusterState) -> Resul
 pub async fn client(entry: &kubeconfig::Entry) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&entry.standalone_yaml())
         .map_err(|e| Error::Invalid(format!("admin kubeconfig: {e}")))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| Error::Invalid(format!("admin kubeconfig: {e}")))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| Error::Invalid(format!("admin kubeconfig: {e}")))?;
     kube::Client::try_from(config).map_err(|e| Error::Invalid(format!("API client: {e}")))
 }
 
@@ -234,7 +266,7 @@ mod tests {
         assert!(subnet.starts_with("10.213."));
         // A /24 taken: the next one.
         let (first, _) = pick_subnet(&[], "x").unwrap();
-        let (second, _) = pick_subnet(&[first.clone()], "x").unwrap();
+        let (second, _) = pick_subnet(std::slice::from_ref(&first), "x").unwrap();
         assert_ne!(first, second);
     }
 

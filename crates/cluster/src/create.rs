@@ -78,7 +78,11 @@ impl PortSpec {
     /// `[HOST_IP:]HOST_PORT:NODE_PORT[/PROTO]` (k3d/docker style); the host address defaults
     /// to 127.0.0.1.
     pub fn parse(text: &str) -> Result<PortSpec> {
-        let invalid = || Error::Invalid(format!("invalid --port {text:?}: use [HOST_IP:]HOST_PORT:NODE_PORT[/tcp|udp|sctp]"));
+        let invalid = || {
+            Error::Invalid(format!(
+                "invalid --port {text:?}: use [HOST_IP:]HOST_PORT:NODE_PORT[/tcp|udp|sctp]"
+            ))
+        };
         let (main, protocol) = match text.rsplit_once('/') {
             Some((m, p)) if ["tcp", "udp", "sctp"].contains(&p) => (m, p.to_owned()),
             Some(_) => return Err(invalid()),
@@ -138,8 +142,14 @@ fn planned_nodes(spec: &CreateSpec, subnet: &str) -> Result<Vec<(String, Role, I
     let mut n = 2u8;
     for (role, count) in [(Role::Server, spec.servers), (Role::Agent, spec.agents)] {
         for i in 0..count {
-            nodes.push((node_name(&spec.name, role, i), role, cluster::host_address(subnet, n)?));
-            n = n.checked_add(1).ok_or_else(|| Error::Invalid("at most 252 nodes per cluster".into()))?;
+            nodes.push((
+                node_name(&spec.name, role, i),
+                role,
+                cluster::host_address(subnet, n)?,
+            ));
+            n = n
+                .checked_add(1)
+                .ok_or_else(|| Error::Invalid("at most 252 nodes per cluster".into()))?;
         }
     }
     Ok(nodes)
@@ -147,8 +157,12 @@ fn planned_nodes(spec: &CreateSpec, subnet: &str) -> Result<Vec<(String, Role, I
 
 /// A port on 127.0.0.1 nobody listens on now.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::io("bind", "127.0.0.1:0", e))?;
-    Ok(listener.local_addr().map_err(|e| Error::io("bind", "127.0.0.1:0", e))?.port())
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::io("bind", "127.0.0.1:0", e))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| Error::io("bind", "127.0.0.1:0", e))?
+        .port())
 }
 
 /// Fails with PortInUse when something listens on the host address already (TCP only; UDP
@@ -176,7 +190,11 @@ struct Run<'a> {
 }
 
 /// Creates a cluster. On failure removes what it made unless `spec.retain`.
-pub async fn create(provider: &dyn Provider, spec: &CreateSpec, progress: &dyn Progress) -> Result<Created> {
+pub async fn create(
+    provider: &dyn Provider,
+    spec: &CreateSpec,
+    progress: &dyn Progress,
+) -> Result<Created> {
     let started = Instant::now();
     cluster::validate_name(&spec.name)?;
     if spec.servers == 0 {
@@ -191,7 +209,9 @@ pub async fn create(provider: &dyn Provider, spec: &CreateSpec, progress: &dyn P
     // remove a cluster that exists.
     let existing = cluster::get(provider, &spec.name).await?;
     if !existing.nodes.is_empty() || !existing.networks.is_empty() || !existing.volumes.is_empty() {
-        return Err(Error::ClusterExists { name: spec.name.clone() });
+        return Err(Error::ClusterExists {
+            name: spec.name.clone(),
+        });
     }
     let api_port = match spec.api_port {
         Some(p) => {
@@ -209,7 +229,10 @@ pub async fn create(provider: &dyn Provider, spec: &CreateSpec, progress: &dyn P
     let nodes = planned_nodes(spec, &subnet)?;
     for (name, _, _) in &nodes {
         if provider.container_exists(name).await? {
-            return Err(Error::NameTaken { kind: "container", name: name.clone() });
+            return Err(Error::NameTaken {
+                kind: "container",
+                name: name.clone(),
+            });
         }
     }
     let mut run = Run {
@@ -221,7 +244,8 @@ pub async fn create(provider: &dyn Provider, spec: &CreateSpec, progress: &dyn P
         token: String::new(),
         entry: None,
         client: None,
-        pki_dir: tempfile::tempdir().map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?,
+        pki_dir: tempfile::tempdir()
+            .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?,
     };
     let result = run.actions(progress).await;
     match result {
@@ -234,7 +258,10 @@ pub async fn create(provider: &dyn Provider, spec: &CreateSpec, progress: &dyn P
         }),
         Err(e) => {
             if spec.retain {
-                progress.note(&format!("keeping what was created (--retain); remove it with `kubelab down {}`", spec.name));
+                progress.note(&format!(
+                    "keeping what was created (--retain); remove it with `kubelab down {}`",
+                    spec.name
+                ));
             } else {
                 let step = progress.begin("Removing what was created");
                 match cluster::delete(provider, &spec.name).await {
@@ -302,55 +329,83 @@ impl Run<'_> {
                 &yaml,
                 &format!("https://127.0.0.1:{}", self.api_port),
             )?);
-            Ok(((), "CA, serving and client certificates, join token".to_owned()))
+            Ok((
+                (),
+                "CA, serving and client certificates, join token".to_owned(),
+            ))
         })
         .await?;
 
         let count = self.nodes.len();
-        action(progress, &format!("Creating {count} node container{}", plural(count)), async {
-            let privileges = if self.provider.privileged_allowed(&spec.image).await? {
-                Privileges::Full
-            } else {
-                Privileges::Capabilities(NODE_CAPABILITIES.iter().map(|c| c.to_string()).collect())
-            };
-            let detail = match privileges {
-                Privileges::Full => "privileged",
-                Privileges::Capabilities(_) => "explicit capabilities (--privileged refused here)",
-            };
-            let specs: Vec<NodeSpec> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(index, (name, role, ip))| self.node_spec(index as u32, name, *role, *ip, &privileges))
-                .collect();
-            let provider = self.provider;
-            futures::future::try_join_all(specs.iter().map(|node| async move {
-                provider.create_volume(&node.var_volume, &spec.name).await?;
-                provider.create_node(node).await
-            }))
-            .await?;
-            // The first server gets the PKI and the token before it starts.
-            let tar = pki_archive(self.pki_dir.path())?;
-            self.provider.upload(&self.nodes[0].0, "/var/lib", tar).await?;
-            Ok(((), detail.to_owned()))
-        })
+        action(
+            progress,
+            &format!("Creating {count} node container{}", plural(count)),
+            async {
+                let privileges = if self.provider.privileged_allowed(&spec.image).await? {
+                    Privileges::Full
+                } else {
+                    Privileges::Capabilities(
+                        NODE_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+                    )
+                };
+                let detail = match privileges {
+                    Privileges::Full => "privileged",
+                    Privileges::Capabilities(_) => {
+                        "explicit capabilities (--privileged refused here)"
+                    }
+                };
+                let specs: Vec<NodeSpec> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, (name, role, ip))| {
+                        self.node_spec(index as u32, name, *role, *ip, &privileges)
+                    })
+                    .collect();
+                let provider = self.provider;
+                futures::future::try_join_all(specs.iter().map(|node| async move {
+                    provider.create_volume(&node.var_volume, &spec.name).await?;
+                    provider.create_node(node).await
+                }))
+                .await?;
+                // The first server gets the PKI and the token before it starts.
+                let tar = pki_archive(self.pki_dir.path())?;
+                self.provider
+                    .upload(&self.nodes[0].0, "/var/lib", tar)
+                    .await?;
+                Ok(((), detail.to_owned()))
+            },
+        )
         .await?;
 
-        action(progress, &format!("Starting {count} node{}", plural(count)), async {
-            let provider = self.provider;
-            futures::future::try_join_all(self.nodes.iter().map(|(name, _, _)| provider.start_node(name))).await?;
-            Ok(((), String::new()))
-        })
+        action(
+            progress,
+            &format!("Starting {count} node{}", plural(count)),
+            async {
+                let provider = self.provider;
+                futures::future::try_join_all(
+                    self.nodes
+                        .iter()
+                        .map(|(name, _, _)| provider.start_node(name)),
+                )
+                .await?;
+                Ok(((), String::new()))
+            },
+        )
         .await?;
 
         let api_url = format!("https://127.0.0.1:{}", self.api_port);
-        action(progress, &format!("Waiting for the API server at {api_url}"), async {
-            let entry = self.entry.clone().expect("set by the PKI action");
-            let client = cluster::client(&entry).await?;
-            let version = wait_api(&client, Duration::from_secs(60)).await?;
-            self.client = Some(client);
-            Ok(((), version))
-        })
+        action(
+            progress,
+            &format!("Waiting for the API server at {api_url}"),
+            async {
+                let entry = self.entry.clone().expect("set by the PKI action");
+                let client = cluster::client(&entry).await?;
+                let version = wait_api(&client, Duration::from_secs(60)).await?;
+                self.client = Some(client);
+                Ok(((), version))
+            },
+        )
         .await?;
 
         if !spec.wait.is_zero() {
@@ -362,10 +417,14 @@ impl Run<'_> {
                 .filter(|(_, r, _)| *r == Role::Server)
                 .map(|(n, _, _)| n.clone())
                 .collect();
-            action(progress, &format!("Joining {count} node{}", plural(count)), async {
-                wait_registered(&client, &names, &servers, spec.wait).await?;
-                Ok(((), String::new()))
-            })
+            action(
+                progress,
+                &format!("Joining {count} node{}", plural(count)),
+                async {
+                    wait_registered(&client, &names, &servers, spec.wait).await?;
+                    Ok(((), String::new()))
+                },
+            )
             .await?;
         }
 
@@ -380,32 +439,51 @@ impl Run<'_> {
 
         if !spec.wait.is_zero() {
             let client = self.client.clone().expect("set by the API action");
-            action(progress, &format!("Waiting for {count} node{} Ready", plural(count)), async {
-                wait_ready(&client, count, spec.wait).await?;
-                Ok(((), String::new()))
-            })
+            action(
+                progress,
+                &format!("Waiting for {count} node{} Ready", plural(count)),
+                async {
+                    wait_ready(&client, count, spec.wait).await?;
+                    Ok(((), String::new()))
+                },
+            )
             .await?;
         }
 
         if let Some((path, switch)) = &spec.kubeconfig {
             let entry = self.entry.clone().expect("set by the API action");
-            action(progress, &format!("Merging kubeconfig into {}", path.display()), async {
-                let path = path.clone();
-                let switch = *switch;
-                tokio::task::spawn_blocking(move || kubeconfig::merge(&path, &entry, switch))
-                    .await
-                    .map_err(|e| Error::Invalid(format!("kubeconfig merge: {e}")))??;
-                Ok((
-                    (),
-                    format!("context {}{}", kubeconfig::entry_name(&spec.name), if switch { " (current)" } else { "" }),
-                ))
-            })
+            action(
+                progress,
+                &format!("Merging kubeconfig into {}", path.display()),
+                async {
+                    let path = path.clone();
+                    let switch = *switch;
+                    tokio::task::spawn_blocking(move || kubeconfig::merge(&path, &entry, switch))
+                        .await
+                        .map_err(|e| Error::Invalid(format!("kubeconfig merge: {e}")))??;
+                    Ok((
+                        (),
+                        format!(
+                            "context {}{}",
+                            kubeconfig::entry_name(&spec.name),
+                            if switch { " (current)" } else { "" }
+                        ),
+                    ))
+                },
+            )
             .await?;
         }
         Ok(())
     }
 
-    fn node_spec(&self, index: u32, name: &str, role: Role, ip: Ipv4Addr, privileges: &Privileges) -> NodeSpec {
+    fn node_spec(
+        &self,
+        index: u32,
+        name: &str,
+        role: Role,
+        ip: Ipv4Addr,
+        privileges: &Privileges,
+    ) -> NodeSpec {
         let spec = self.spec;
         let mut labels = BTreeMap::new();
         let mut ports = Vec::new();
@@ -495,9 +573,11 @@ fn pki_archive(pki_dir: &std::path::Path) -> Result<Vec<u8>> {
         header.set_mode(0o700);
         header.set_size(0);
         header.set_cksum();
-        tar.append_data(&mut header, dir, std::io::empty()).map_err(io)?;
+        tar.append_data(&mut header, dir, std::io::empty())
+            .map_err(io)?;
     }
-    tar.append_dir_all("kubelab/server/tls", pki_dir.join("tls")).map_err(io)?;
+    tar.append_dir_all("kubelab/server/tls", pki_dir.join("tls"))
+        .map_err(io)?;
     tar.append_path_with_name(pki_dir.join("node-token"), "kubelab/server/node-token")
         .map_err(io)?;
     tar.into_inner().map_err(io)
@@ -522,25 +602,47 @@ pub async fn wait_api(client: &kube::Client, timeout: Duration) -> Result<String
 
 /// Waits until every node in `names` is registered and labels the servers with the
 /// control-plane role.
-pub async fn wait_registered(client: &kube::Client, names: &[String], servers: &[String], timeout: Duration) -> Result<()> {
+pub async fn wait_registered(
+    client: &kube::Client,
+    names: &[String],
+    servers: &[String],
+    timeout: Duration,
+) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let deadline = Instant::now() + timeout;
     loop {
         let list = nodes.list(&ListParams::default()).await;
         if let Ok(list) = &list {
-            let present: Vec<&str> = list.items.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
-            let missing: Vec<&String> = names.iter().filter(|n| !present.contains(&n.as_str())).collect();
+            let present: Vec<&str> = list
+                .items
+                .iter()
+                .filter_map(|n| n.metadata.name.as_deref())
+                .collect();
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|n| !present.contains(&n.as_str()))
+                .collect();
             if missing.is_empty() {
                 break;
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
-                    what: format!("nodes to register (missing: {})", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                    what: format!(
+                        "nodes to register (missing: {})",
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     seconds: timeout.as_secs(),
                 });
             }
         } else if Instant::now() >= deadline {
-            return Err(Error::Timeout { what: "the node list".into(), seconds: timeout.as_secs() });
+            return Err(Error::Timeout {
+                what: "the node list".into(),
+                seconds: timeout.as_secs(),
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -577,7 +679,14 @@ pub async fn wait_ready(client: &kube::Client, count: usize, timeout: Duration) 
             if ready >= count && account {
                 return Ok(());
             }
-            last = format!("{ready}/{count} Ready{}", if account { "" } else { ", no default ServiceAccount" });
+            last = format!(
+                "{ready}/{count} Ready{}",
+                if account {
+                    ""
+                } else {
+                    ", no default ServiceAccount"
+                }
+            );
         }
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
@@ -610,9 +719,25 @@ mod tests {
     #[test]
     fn port_specs() {
         let p = PortSpec::parse("8080:80").unwrap();
-        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port, p.protocol.as_str()), ("127.0.0.1", 8080, 80, "tcp"));
+        assert_eq!(
+            (
+                p.host_ip.as_str(),
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str()
+            ),
+            ("127.0.0.1", 8080, 80, "tcp")
+        );
         let p = PortSpec::parse("0.0.0.0:5353:53/udp").unwrap();
-        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port, p.protocol.as_str()), ("0.0.0.0", 5353, 53, "udp"));
+        assert_eq!(
+            (
+                p.host_ip.as_str(),
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str()
+            ),
+            ("0.0.0.0", 5353, 53, "udp")
+        );
         assert!(PortSpec::parse("80").is_err());
         assert!(PortSpec::parse("a:80").is_err());
         assert!(PortSpec::parse("80:80/icmp").is_err());

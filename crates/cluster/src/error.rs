@@ -105,14 +105,15 @@ pub enum Error {
 
     /// The node entrypoint could not prepare the container.
     #[error("node init: cannot {operation}: {reason}")]
-    NodeInit {
-        operation: String,
-        reason: String,
-    },
+    NodeInit { operation: String, reason: String },
 }
 
 impl Error {
-    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             operation,
             path: path.into(),

@@ -25,7 +25,9 @@ pub fn default_path() -> PathBuf {
             return first;
         }
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".kube").join("config")
 }
 
@@ -127,10 +129,16 @@ fn remove_named(doc: &mut Value, list: &str, name: &str) -> bool {
 fn upsert(doc: &mut Value, entry: &Entry, switch: bool) {
     let mut cluster = Mapping::new();
     cluster.insert("server".into(), entry.server.clone().into());
-    cluster.insert("certificate-authority-data".into(), entry.ca_data.clone().into());
+    cluster.insert(
+        "certificate-authority-data".into(),
+        entry.ca_data.clone().into(),
+    );
     set_named(doc, "clusters", named(&entry.name, "cluster", cluster));
     let mut user = Mapping::new();
-    user.insert("client-certificate-data".into(), entry.cert_data.clone().into());
+    user.insert(
+        "client-certificate-data".into(),
+        entry.cert_data.clone().into(),
+    );
     user.insert("client-key-data".into(), entry.key_data.clone().into());
     set_named(doc, "users", named(&entry.name, "user", user));
     let mut context = Mapping::new();
@@ -186,7 +194,10 @@ pub fn has_entry(path: &Path, cluster: &str) -> bool {
     let name = entry_name(cluster);
     doc.get("contexts")
         .and_then(Value::as_sequence)
-        .is_some_and(|s| s.iter().any(|e| e.get("name").and_then(Value::as_str) == Some(name.as_str())))
+        .is_some_and(|s| {
+            s.iter()
+                .any(|e| e.get("name").and_then(Value::as_str) == Some(name.as_str()))
+        })
 }
 
 /// Reads, edits and atomically rewrites `path` under its lock; `change` returns whether it
@@ -194,10 +205,12 @@ pub fn has_entry(path: &Path, cluster: &str) -> bool {
 fn edit(path: &Path, change: impl FnOnce(&mut Value) -> bool) -> Result<()> {
     let _lock = Lock::acquire(path)?;
     let mut doc = match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => serde_yaml::from_str::<Value>(&text).map_err(|e| Error::Kubeconfig {
-            path: path.to_owned(),
-            reason: format!("not valid YAML: {e}"),
-        })?,
+        Ok(text) if !text.trim().is_empty() => {
+            serde_yaml::from_str::<Value>(&text).map_err(|e| Error::Kubeconfig {
+                path: path.to_owned(),
+                reason: format!("not valid YAML: {e}"),
+            })?
+        }
         Ok(_) => empty(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => empty(),
         Err(e) => return Err(Error::io("read", path, e)),
@@ -222,11 +235,16 @@ fn edit(path: &Path, change: impl FnOnce(&mut Value) -> bool) -> Result<()> {
 pub fn write_private(path: &Path, content: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let tmp = dir.join(format!(
         ".{}.kubelab-{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("kubeconfig"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("kubeconfig"),
         std::process::id()
     ));
     let mut file = std::fs::OpenOptions::new()
@@ -262,7 +280,11 @@ impl Lock {
         let deadline = Instant::now() + Self::WAIT;
         let mut pause = Duration::from_millis(10);
         loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut file) => {
                     use std::io::Write;
                     let _ = writeln!(file, "{}", std::process::id());
@@ -330,15 +352,29 @@ mod tests {
         merge(&path, &entry("a", 1001), true).unwrap();
         let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let names = |list: &str| -> Vec<String> {
-            doc[list].as_sequence().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
+            doc[list]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_owned())
+                .collect()
         };
         assert_eq!(names("clusters"), ["other", "kubelab-a", "kubelab-b"]);
         assert_eq!(names("users"), ["other", "kubelab-a", "kubelab-b"]);
         assert_eq!(doc["current-context"].as_str(), Some("kubelab-a"));
-        assert_eq!(doc["clusters"][1]["cluster"]["server"].as_str(), Some("https://127.0.0.1:1001"));
-        assert_eq!(doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"].as_bool(), Some(true));
+        assert_eq!(
+            doc["clusters"][1]["cluster"]["server"].as_str(),
+            Some("https://127.0.0.1:1001")
+        );
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"].as_bool(),
+            Some(true)
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(has_entry(&path, "b"));
 
         assert!(remove(&path, "a").unwrap());
@@ -357,7 +393,9 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let path = path.clone();
-                std::thread::spawn(move || merge(&path, &entry(&format!("c{i}"), 1000 + i), true).unwrap())
+                std::thread::spawn(move || {
+                    merge(&path, &entry(&format!("c{i}"), 1000 + i), true).unwrap()
+                })
             })
             .collect();
         for h in handles {

@@ -118,7 +118,10 @@ pub async fn build(
     let context = build_context(&options.binary)?;
     let labels = HashMap::from([
         (BINARY_LABEL.to_owned(), binary_hash),
-        (VERSION_LABEL.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        (
+            VERSION_LABEL.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
     ]);
     let build_options = BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")
@@ -128,9 +131,11 @@ pub async fn build(
         .buildargs(&HashMap::from([("BASE".to_owned(), base.clone())]))
         .labels(&labels)
         .build();
-    let mut stream = docker
-        .client()
-        .build_image(build_options, None, Some(bollard::body_full(context.into())));
+    let mut stream = docker.client().build_image(
+        build_options,
+        None,
+        Some(bollard::body_full(context.into())),
+    );
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| Error::ImageBuild(crate::provider::docker_error(&e)))?;
         if let Some(error) = info.error {
@@ -172,14 +177,19 @@ async fn ensure_base(
         .join("node-base")
         .join(format!("{}.tar", base.rsplit(':').next().unwrap_or("base")));
     if !options.rebuild_base && tarball.is_file() {
-        say(&format!("importing the cached base rootfs {}", tarball.display()));
+        say(&format!(
+            "importing the cached base rootfs {}",
+            tarball.display()
+        ));
         import_rootfs(docker, &tarball, base).await?;
         return Ok(BaseSource::CachedRootfs);
     }
     if !options.offline {
         match from_registry(docker, base, say).await {
             Ok(()) => return Ok(BaseSource::Registry),
-            Err(e) => say(&format!("no registry base ({e}); building offline with debootstrap")),
+            Err(e) => say(&format!(
+                "no registry base ({e}); building offline with debootstrap"
+            )),
         }
     }
     debootstrap(&tarball, options.mirror.as_deref(), say)?;
@@ -204,7 +214,9 @@ async fn import_rootfs(docker: &DockerProvider, tarball: &Path, image: &str) -> 
         .await
         .map_err(|e| Error::io("open", tarball, e))?;
     let body = bollard::body_try_stream(tokio_util_stream(file));
-    let mut stream = docker.client().create_image(Some(options), Some(body), None);
+    let mut stream = docker
+        .client()
+        .create_image(Some(options), Some(body), None);
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| Error::ImageBuild(crate::provider::docker_error(&e)))?;
         if let Some(error) = info.error {
@@ -277,14 +289,19 @@ async fn from_registry(
     let result = async {
         docker
             .client()
-            .start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
             .await
             .map_err(|e| Error::ImageBuild(crate::provider::docker_error(&e)))?;
-        let mut wait = docker
-            .client()
-            .wait_container(&name, None::<bollard::query_parameters::WaitContainerOptions>);
+        let mut wait = docker.client().wait_container(
+            &name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
         while let Some(status) = wait.next().await {
-            let status = status.map_err(|e| Error::ImageBuild(crate::provider::docker_error(&e)))?;
+            let status =
+                status.map_err(|e| Error::ImageBuild(crate::provider::docker_error(&e)))?;
             if status.status_code != 0 {
                 return Err(Error::ImageBuild(format!(
                     "installing the packages in {source} exited with {}",
@@ -333,7 +350,9 @@ fn debootstrap(tarball: &Path, mirror: Option<&str>, say: &(dyn Fn(&str) + Sync)
     let rootfs = dir.join(format!("rootfs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&rootfs);
     let mirror = mirror.map(str::to_owned).unwrap_or_else(host_debian_mirror);
-    say(&format!("debootstrap {SUITE} from {mirror} (about a minute)"));
+    say(&format!(
+        "debootstrap {SUITE} from {mirror} (about a minute)"
+    ));
     let result = (|| {
         run(Command::new("debootstrap")
             .arg("--variant=minbase")
@@ -385,13 +404,19 @@ pub fn host_debian_mirror() -> String {
 /// The first Debian (not security, not third-party) mirror in an apt source file.
 fn mirror_in(text: &str) -> Option<String> {
     let is_debian = |uri: &str, suites: &str| {
-        suites.split_whitespace().any(|s| s == SUITE) && !uri.contains("security") && uri.contains("debian")
+        suites.split_whitespace().any(|s| s == SUITE)
+            && !uri.contains("security")
+            && uri.contains("debian")
     };
     // One-line format.
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.first() == Some(&"deb") {
-            let rest: Vec<&str> = words[1..].iter().copied().filter(|w| !w.starts_with('[')).collect();
+            let rest: Vec<&str> = words[1..]
+                .iter()
+                .copied()
+                .filter(|w| !w.starts_with('['))
+                .collect();
             if rest.len() >= 2 && is_debian(rest[0], rest[1]) {
                 return Some(rest[0].to_owned());
             }
@@ -418,12 +443,16 @@ fn mirror_in(text: &str) -> Option<String> {
 
 /// The tar build context: the Dockerfile and the (stripped) kubelab binary.
 fn build_context(binary: &Path) -> Result<Vec<u8>> {
-    let scratch = tempfile::tempdir().map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?;
     let copy = scratch.path().join("kubelab");
     std::fs::copy(binary, &copy).map_err(|e| Error::io("copy", binary, e))?;
     // Debug builds carry hundreds of MB of debug info nodes do not need.
     if which("strip").is_some() {
-        let _ = Command::new("strip").arg("--strip-debug").arg(&copy).status();
+        let _ = Command::new("strip")
+            .arg("--strip-debug")
+            .arg(&copy)
+            .status();
     }
     let mut tar = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
@@ -434,7 +463,11 @@ fn build_context(binary: &Path) -> Result<Vec<u8>> {
         .map_err(|e| Error::io("archive", "Dockerfile", e))?;
     let mut file = std::fs::File::open(&copy).map_err(|e| Error::io("open", &copy, e))?;
     let mut header = tar::Header::new_gnu();
-    header.set_size(file.metadata().map_err(|e| Error::io("stat", &copy, e))?.len());
+    header.set_size(
+        file.metadata()
+            .map_err(|e| Error::io("stat", &copy, e))?
+            .len(),
+    );
     header.set_mode(0o755);
     header.set_cksum();
     tar.append_data(&mut header, "kubelab", &mut file)
@@ -455,7 +488,7 @@ pub fn binary_sha256(path: &Path) -> Result<String> {
     let key = format!("{}\n{}\n{}", path.display(), meta.len(), mtime);
     let cache = crate::paths::cache_dir()
         .join("binary-hash")
-        .join(hex(&Sha256::digest(key.as_bytes()))[..16].to_owned());
+        .join(&hex(&Sha256::digest(key.as_bytes()))[..16]);
     if let Ok(cached) = std::fs::read_to_string(&cache) {
         if cached.len() == 64 {
             return Ok(cached);
@@ -465,7 +498,9 @@ pub fn binary_sha256(path: &Path) -> Result<String> {
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", path, e))?;
         if n == 0 {
             break;
         }
@@ -491,12 +526,10 @@ pub(crate) fn which(program: &str) -> Option<PathBuf> {
 }
 
 fn run(command: &mut Command) -> Result<()> {
-    let output = command
-        .output()
-        .map_err(|e| Error::Command {
-            command: format!("{command:?}"),
-            output: e.to_string(),
-        })?;
+    let output = command.output().map_err(|e| Error::Command {
+        command: format!("{command:?}"),
+        output: e.to_string(),
+    })?;
     if output.status.success() {
         return Ok(());
     }
@@ -518,10 +551,19 @@ mod tests {
     #[test]
     fn mirrors_from_both_apt_formats() {
         let deb822 = "Types: deb\n# http://snapshot\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n";
-        assert_eq!(mirror_in(deb822).as_deref(), Some("http://deb.debian.org/debian"));
+        assert_eq!(
+            mirror_in(deb822).as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
         let one_line = "deb [arch=amd64] http://mirror.example/debian bookworm main\n";
-        assert_eq!(mirror_in(one_line).as_deref(), Some("http://mirror.example/debian"));
-        assert_eq!(mirror_in("deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main"), None);
+        assert_eq!(
+            mirror_in(one_line).as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(
+            mirror_in("deb https://packages.cloud.google.com/apt cloud-sdk-bookworm main"),
+            None
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub struct ImageConfig {
 pub fn docker_archive(name: &str, entries: &[Entry], config: &ImageConfig) -> Result<Vec<u8>> {
     let layer = layer_tar(entries)?;
     let diff_id = format!("sha256:{}", hex(&Sha256::digest(&layer)));
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
     env.extend(config.env.iter().cloned());
     let mut container_config = serde_json::json!({"Env": env, "WorkingDir": "/"});
     if !config.entrypoint.is_empty() {
@@ -91,7 +92,8 @@ fn layer_tar(entries: &[Entry]) -> Result<Vec<u8>> {
             }
         }
     }
-    tar.into_inner().map_err(|e| Error::io("archive", "layer", e))
+    tar.into_inner()
+        .map_err(|e| Error::io("archive", "layer", e))
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -114,11 +116,17 @@ fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, content: &[u8]
 /// The entries of a busybox image: `/bin/busybox` from `busybox` with a symlink per applet, the
 /// usual empty directories, /etc/passwd and /etc/group.
 pub fn busybox_entries(busybox: &std::path::Path, applets: &[&str]) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "home"]
-        .iter()
-        .map(|d| Entry::Dir(d.to_string()))
-        .collect();
-    entries.push(Entry::HostFile("bin/busybox".into(), 0o755, busybox.to_owned()));
+    let mut entries: Vec<Entry> = [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "home",
+    ]
+    .iter()
+    .map(|d| Entry::Dir(d.to_string()))
+    .collect();
+    entries.push(Entry::HostFile(
+        "bin/busybox".into(),
+        0o755,
+        busybox.to_owned(),
+    ));
     for applet in applets {
         if *applet != "busybox" {
             entries.push(Entry::Symlink(format!("bin/{applet}"), "busybox".into()));
@@ -149,7 +157,10 @@ mod tests {
     fn archive_lists_manifest_config_and_layer() {
         let bytes = docker_archive(
             "kubelab.local/x:1",
-            &[Entry::Dir("bin".into()), Entry::File("bin/hello".into(), 0o755, b"hi".to_vec())],
+            &[
+                Entry::Dir("bin".into()),
+                Entry::File("bin/hello".into(), 0o755, b"hi".to_vec()),
+            ],
             &ImageConfig {
                 cmd: vec!["/bin/hello".into()],
                 ..Default::default()

@@ -61,13 +61,26 @@ pub fn has_image(image: &str) -> bool {
         .arg(format!("name=={image}"))
         .stderr(Stdio::null())
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == image))
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == image)
+        })
 }
 
 /// Imports a `docker save` archive into the k8s.io namespace.
 pub fn import(archive: &[u8], snapshotter: &str) -> Result<()> {
     let mut child = Command::new("ctr")
-        .args(["-n", "k8s.io", "images", "import", "--snapshotter", snapshotter, "-"])
+        .args([
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--snapshotter",
+            snapshotter,
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -99,7 +112,9 @@ pub fn ensure_pause_image(snapshotter: &str) -> Result<bool> {
         .into_iter()
         .map(Path::new)
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::node_init("build the pause image", "busybox is not in the node image"))?;
+        .ok_or_else(|| {
+            Error::node_init("build the pause image", "busybox is not in the node image")
+        })?;
     let archive = docker_archive(
         PAUSE_IMAGE,
         &busybox_entries(busybox, &["sh", "sleep"]),

@@ -65,7 +65,12 @@ pub fn run(config: NodeInitConfig) -> Result<()> {
     // Signals are taken synchronously by the main loop; children get an empty mask (std resets
     // it at exec).
     let mut signals = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         signals.add(s);
     }
     signals
@@ -77,7 +82,8 @@ pub fn run(config: NodeInitConfig) -> Result<()> {
     system::shared_root()?;
     let unset = system::sysctls();
     std::fs::create_dir_all(LOG_DIR).map_err(|e| Error::io("create", LOG_DIR, e))?;
-    std::fs::create_dir_all("/var/lib/containerd").map_err(|e| Error::io("create", "/var/lib/containerd", e))?;
+    std::fs::create_dir_all("/var/lib/containerd")
+        .map_err(|e| Error::io("create", "/var/lib/containerd", e))?;
     let snapshotter = if system::overlay_works(Path::new("/var/lib/containerd")) {
         "overlayfs"
     } else {
@@ -122,6 +128,9 @@ struct Component {
     last_start: Option<Instant>,
     /// Started only once this is true.
     ready_to_start: fn(&NodeInitConfig) -> bool,
+    /// Whether its output also goes to the container's output (containerd's only goes to its
+    /// log file: it is verbose and rarely what a reader of `docker logs` looks for).
+    echo: bool,
 }
 
 fn components(config: &NodeInitConfig) -> Vec<Component> {
@@ -136,6 +145,7 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
         failures: 0,
         last_start: None,
         ready_to_start: |_| true,
+        echo: false,
     }];
     let agent_env = |token: Option<String>| {
         token
@@ -185,6 +195,7 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
                 failures: 0,
                 last_start: None,
                 ready_to_start: |_| containerd_ready(),
+                echo: true,
             });
             if config.server_runs_agent {
                 list.push(Component {
@@ -202,6 +213,7 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
                             && port_open(SocketAddr::from((c.node_ip, API_PORT)))
                             && Path::new(SERVER_DATA_DIR).join("node-token").is_file()
                     },
+                    echo: true,
                 });
             }
         }
@@ -217,6 +229,7 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
                 failures: 0,
                 last_start: None,
                 ready_to_start: |_| containerd_ready(),
+                echo: true,
             });
         }
     }
@@ -281,13 +294,18 @@ impl Supervisor {
                     Some(at) => now >= at,
                     None => c.last_start.is_none(),
                 };
-                if !due || !(c.ready_to_start)(config) || (c.name != "containerd" && !self.pause_ready) {
+                if !due
+                    || !(c.ready_to_start)(config)
+                    || (c.name != "containerd" && !self.pause_ready)
+                {
                     continue;
                 }
                 if c.name == "agent" && config.role == Role::Server {
                     // The server node's agent joins with the server's own token.
                     match std::fs::read_to_string(Path::new(SERVER_DATA_DIR).join("node-token")) {
-                        Ok(token) => c.env = vec![("KUBELAB_TOKEN".into(), token.trim().to_owned())],
+                        Ok(token) => {
+                            c.env = vec![("KUBELAB_TOKEN".into(), token.trim().to_owned())]
+                        }
                         Err(_) => continue,
                     }
                 }
@@ -360,7 +378,9 @@ impl Supervisor {
 
 /// Backoff: 0.5 s doubling to 10 s; reset after 60 s of running.
 fn schedule_restart(c: &mut Component) {
-    if c.last_start.is_some_and(|t| t.elapsed() > Duration::from_secs(60)) {
+    if c.last_start
+        .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+    {
         c.failures = 0;
     }
     let delay = Duration::from_millis(500) * 2u32.saturating_pow(c.failures.min(5));
@@ -385,10 +405,14 @@ fn spawn(c: &Component) -> std::io::Result<Pid> {
     let log = std::sync::Arc::new(std::sync::Mutex::new(log));
     let out = child.stdout.take().expect("piped stdout");
     let err = child.stderr.take().expect("piped stderr");
-    for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+    for stream in [
+        Box::new(out) as Box<dyn std::io::Read + Send>,
+        Box::new(err),
+    ] {
         let log = log.clone();
         let name = c.name;
-        std::thread::spawn(move || copy_lines(stream, &log, name));
+        let echo = c.echo;
+        std::thread::spawn(move || copy_lines(stream, &log, name, echo));
     }
     let pid = Pid::from_raw(child.id() as i32);
     // The child is reaped by the supervisor's waitpid(-1); std's handle is not waited on.
@@ -397,13 +421,21 @@ fn spawn(c: &Component) -> std::io::Result<Pid> {
 }
 
 /// Copies a child's output line by line to its log file and, prefixed, to our stdout.
-fn copy_lines(stream: Box<dyn std::io::Read + Send>, log: &std::sync::Mutex<std::fs::File>, name: &str) {
+fn copy_lines(
+    stream: Box<dyn std::io::Read + Send>,
+    log: &std::sync::Mutex<std::fs::File>,
+    name: &str,
+    echo: bool,
+) {
     let reader = BufReader::new(stream);
     for line in reader.split(b'\n') {
         let Ok(line) = line else { return };
         if let Ok(mut file) = log.lock() {
             let _ = file.write_all(&line);
             let _ = file.write_all(b"\n");
+        }
+        if !echo {
+            continue;
         }
         let mut out = std::io::stdout().lock();
         let _ = write!(out, "[{name}] ");

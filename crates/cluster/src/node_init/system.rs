@@ -40,7 +40,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 fn mounts() -> Result<Vec<MountInfo>> {
@@ -101,7 +104,12 @@ fn remount_fresh(target: &str, fs_type: &str, data: Option<&str>) -> Result<()> 
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME,
         data,
     )
-    .map_err(|e| Error::node_init(format!("mount {fs_type} on {target} ({})", data.unwrap_or("")), e))
+    .map_err(|e| {
+        Error::node_init(
+            format!("mount {fs_type} on {target} ({})", data.unwrap_or("")),
+            e,
+        )
+    })
 }
 
 fn delegate_v2(root: &Path) -> Result<()> {
@@ -134,9 +142,21 @@ pub fn writable_proc_sys() -> Result<()> {
     if !m.read_only() {
         return Ok(());
     }
-    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let flags = MsFlags::MS_REMOUNT
+        | MsFlags::MS_BIND
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
     mount(None::<&str>, "/proc/sys", None::<&str>, flags, None::<&str>)
-        .or_else(|_| mount(None::<&str>, "/proc/sys", None::<&str>, MsFlags::MS_REMOUNT, None::<&str>))
+        .or_else(|_| {
+            mount(
+                None::<&str>,
+                "/proc/sys",
+                None::<&str>,
+                MsFlags::MS_REMOUNT,
+                None::<&str>,
+            )
+        })
         .map_err(|e| Error::node_init("remount /proc/sys read-write", e))
 }
 
@@ -189,7 +209,12 @@ pub fn has_sys_resource() -> bool {
 /// Whether overlayfs works on `dir` (not on every file system under the node's /var).
 pub fn overlay_works(dir: &Path) -> bool {
     let base = dir.join(format!(".overlay-check-{}", std::process::id()));
-    let (lower, upper, work, merged) = (base.join("l"), base.join("u"), base.join("w"), base.join("m"));
+    let (lower, upper, work, merged) = (
+        base.join("l"),
+        base.join("u"),
+        base.join("w"),
+        base.join("m"),
+    );
     let ok = [&lower, &upper, &work, &merged]
         .iter()
         .all(|d| std::fs::create_dir_all(d).is_ok())

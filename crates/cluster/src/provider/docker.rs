@@ -45,10 +45,13 @@ impl DockerProvider {
             reason,
         };
         let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
-        let docker = tokio::time::timeout(std::time::Duration::from_secs(10), docker.negotiate_version())
-            .await
-            .map_err(|_| unreachable("no answer within 10s".into()))?
-            .map_err(|e| unreachable(short_error(&e)))?;
+        let docker = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            docker.negotiate_version(),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 10s".into()))?
+        .map_err(|e| unreachable(short_error(&e)))?;
         Ok(DockerProvider {
             docker,
             endpoint,
@@ -75,7 +78,8 @@ impl DockerProvider {
         let Some(stats) = stream.next().await else {
             return Ok(None);
         };
-        let stats = stats.map_err(|e| Error::engine(format!("read the stats of {name}"), short_error(&e)))?;
+        let stats = stats
+            .map_err(|e| Error::engine(format!("read the stats of {name}"), short_error(&e)))?;
         let Some(memory) = stats.memory_stats else {
             return Ok(None);
         };
@@ -83,7 +87,11 @@ impl DockerProvider {
         let cache = memory
             .stats
             .as_ref()
-            .and_then(|s| s.get("total_inactive_file").or_else(|| s.get("inactive_file")).copied())
+            .and_then(|s| {
+                s.get("total_inactive_file")
+                    .or_else(|| s.get("inactive_file"))
+                    .copied()
+            })
             .unwrap_or(0);
         Ok(Some(usage.saturating_sub(cache)))
     }
@@ -172,7 +180,10 @@ impl Provider for DockerProvider {
     async fn ensure_network(&self, spec: &NetworkSpec) -> Result<()> {
         match self
             .docker
-            .inspect_network(&spec.name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                &spec.name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await
         {
             Ok(existing) => {
@@ -190,7 +201,12 @@ impl Provider for DockerProvider {
                 });
             }
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::engine(format!("inspect network {}", spec.name), short_error(&e))),
+            Err(e) => {
+                return Err(Error::engine(
+                    format!("inspect network {}", spec.name),
+                    short_error(&e),
+                ))
+            }
         }
         let request = NetworkCreateRequest {
             name: spec.name.clone(),
@@ -211,10 +227,12 @@ impl Provider for DockerProvider {
             labels: Some(labels_for(&spec.cluster, "network")),
             ..Default::default()
         };
-        self.docker
-            .create_network(request)
-            .await
-            .map_err(|e| Error::engine(format!("create network {} ({})", spec.name, spec.subnet), short_error(&e)))?;
+        self.docker.create_network(request).await.map_err(|e| {
+            Error::engine(
+                format!("create network {} ({})", spec.name, spec.subnet),
+                short_error(&e),
+            )
+        })?;
         Ok(())
     }
 
@@ -234,7 +252,10 @@ impl Provider for DockerProvider {
     async fn network_subnet(&self, name: &str) -> Result<Option<String>> {
         match self
             .docker
-            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await
         {
             Ok(n) => Ok(n
@@ -244,7 +265,10 @@ impl Provider for DockerProvider {
                 .into_iter()
                 .find_map(|c| c.subnet)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(Error::engine(format!("inspect network {name}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("inspect network {name}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -252,7 +276,10 @@ impl Provider for DockerProvider {
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::engine(format!("remove network {name}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("remove network {name}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -292,7 +319,10 @@ impl Provider for DockerProvider {
         match self.docker.remove_volume(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::engine(format!("remove volume {name}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("remove volume {name}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -352,10 +382,14 @@ impl Provider for DockerProvider {
         for port in &spec.ports {
             let key = format!("{}/{}", port.container_port, port.protocol);
             exposed.insert(key.clone(), HashMap::new());
-            bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-                host_ip: Some(port.host_ip.clone()),
-                host_port: Some(port.host_port.to_string()),
-            });
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(port.host_ip.clone()),
+                    host_port: Some(port.host_port.to_string()),
+                });
         }
         let (privileged, cap_add) = match &spec.privileges {
             Privileges::Full => (true, None),
@@ -364,7 +398,10 @@ impl Provider for DockerProvider {
         let host_config = HostConfig {
             privileged: Some(privileged),
             cap_add,
-            security_opt: Some(vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()]),
+            security_opt: Some(vec![
+                "seccomp=unconfined".into(),
+                "apparmor=unconfined".into(),
+            ]),
             tmpfs: Some(HashMap::from([
                 ("/run".to_owned(), "rw,exec,mode=755".to_owned()),
                 ("/tmp".to_owned(), "rw,exec,mode=1777".to_owned()),
@@ -408,7 +445,9 @@ impl Provider for DockerProvider {
             networking_config: Some(networking),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         self.docker
             .create_container(Some(options), body)
             .await
@@ -440,7 +479,9 @@ impl Provider for DockerProvider {
             .await
             .map_err(|e| {
                 let message = short_error(&e);
-                if message.contains("address already in use") || message.contains("port is already allocated") {
+                if message.contains("address already in use")
+                    || message.contains("port is already allocated")
+                {
                     let address = port_in_message(&message).unwrap_or_else(|| "of the node".into());
                     Error::PortInUse { address }
                 } else {
@@ -458,7 +499,10 @@ impl Provider for DockerProvider {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(Error::engine(format!("stop node container {name}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("stop node container {name}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -470,7 +514,10 @@ impl Provider for DockerProvider {
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::engine(format!("remove node container {name}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("remove node container {name}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -486,7 +533,8 @@ impl Provider for DockerProvider {
             .map_err(|e| Error::engine("list containers", short_error(&e)))?;
         let mut nodes = Vec::new();
         for c in containers {
-            let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+            let labels: BTreeMap<String, String> =
+                c.labels.unwrap_or_default().into_iter().collect();
             let Some(role) = labels.get(ROLE_LABEL).and_then(|r| Role::parse(r)) else {
                 continue;
             };
@@ -513,10 +561,7 @@ impl Provider for DockerProvider {
                         host_ip: p.ip.clone().unwrap_or_default(),
                         host_port: p.public_port?,
                         container_port: p.private_port,
-                        protocol: p
-                            .typ
-                            .map(|t| t.to_string())
-                            .unwrap_or_else(|| "tcp".into()),
+                        protocol: p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
                     })
                 })
                 .collect();
@@ -538,12 +583,18 @@ impl Provider for DockerProvider {
     async fn container_exists(&self, name: &str) -> Result<bool> {
         match self
             .docker
-            .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
         {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(Error::engine(format!("inspect container {name}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("inspect container {name}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -640,7 +691,10 @@ impl Provider for DockerProvider {
     async fn inspect(&self, node: &str) -> Result<serde_json::Value> {
         let inspected = self
             .docker
-            .inspect_container(node, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                node,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .map_err(|e| Error::engine(format!("inspect {node}"), short_error(&e)))?;
         serde_json::to_value(inspected).map_err(|e| Error::engine(format!("inspect {node}"), e))
@@ -650,7 +704,10 @@ impl Provider for DockerProvider {
         match self.docker.inspect_image(image).await {
             Ok(i) => Ok(i.id),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(Error::engine(format!("inspect image {image}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("inspect image {image}"),
+                short_error(&e),
+            )),
         }
     }
 
@@ -664,7 +721,10 @@ impl Provider for DockerProvider {
                     .collect(),
             )),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(Error::engine(format!("inspect image {image}"), short_error(&e))),
+            Err(e) => Err(Error::engine(
+                format!("inspect image {image}"),
+                short_error(&e),
+            )),
         }
     }
 

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
-pub use docker::DockerProvider;
 pub(crate) use docker::short_error as docker_error;
+pub use docker::DockerProvider;
 
 use crate::Result;
 
@@ -240,8 +240,12 @@ pub trait Provider: Send + Sync {
     async fn container_exists(&self, name: &str) -> Result<bool>;
 
     /// Runs a command in a running node; `stdin` is streamed to it when given.
-    async fn exec(&self, node: &str, command: &[&str], stdin: Option<ByteStream>)
-        -> Result<ExecOutput>;
+    async fn exec(
+        &self,
+        node: &str,
+        command: &[&str],
+        stdin: Option<ByteStream>,
+    ) -> Result<ExecOutput>;
     /// The node container's own output (its entrypoint's stdout and stderr).
     async fn logs(&self, node: &str) -> Result<Vec<u8>>;
     /// The engine's description of the container, as JSON.

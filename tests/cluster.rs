@@ -1,0 +1,324 @@
+//! `kubelab up` end to end (issue 6): real Docker node containers, the node image built from
+//! this binary, the merged kubeconfig, and the real kubectl.
+//!
+//! These tests need a Docker engine. Without one they fail, saying how to start it (`.ci/run`
+//! installs docker.io and starts dockerd when none answers); they never pass silently.
+//! Each test uses its own cluster names and its own kubeconfig file (`KUBECONFIG`), and a
+//! `Cluster` guard removes its cluster even when the test panics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
+
+/// Upper bound for one `kubelab up` (image build excluded: done once, first).
+const UP_DEADLINE: Duration = Duration::from_secs(240);
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Extra `up` arguments while the CRI kubelet is not on main: simulated nodes inside the
+/// containers (joined with the token like real ones).
+const AGENT_ARGS: &[&str] = &["--agent-arg=--fake"];
+
+fn k() -> Kubectl {
+    Kubectl::new("1.32")
+}
+
+fn kubelab(kubeconfig: &Path, args: &[&str], deadline: Duration) -> Output {
+    let mut cmd = Command::new(kubelab_bin());
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("RUST_LOG");
+    run_with_deadline(cmd, None, deadline)
+}
+
+fn docker(args: &[&str]) -> Output {
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    run_with_deadline(cmd, None, Duration::from_secs(60))
+}
+
+/// Panics, saying how to start one, unless a Docker engine answers; then makes sure the node
+/// image matches this binary (built once per test run, before any cluster).
+fn require_docker() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let scratch = std::env::temp_dir().join("kubelab-cluster-tests.kubeconfig");
+        let out = kubelab(&scratch, &["list"], Duration::from_secs(30));
+        if !out.success() {
+            return Err(format!(
+                "these tests need a Docker engine: {}\n(CI: .ci/run installs docker.io and starts dockerd)",
+                out.stderr.trim()
+            ));
+        }
+        let out = kubelab(&scratch, &["node-image", "build"], Duration::from_secs(900));
+        if !out.success() {
+            return Err(format!("kubelab node-image build failed:\n{}{}", out.stdout, out.stderr));
+        }
+        eprintln!("{}", out.stdout.trim());
+        Ok(())
+    });
+    if let Err(message) = ready {
+        panic!("{message}");
+    }
+}
+
+/// A cluster made by a test, removed (with `kubelab down`) when dropped.
+struct Cluster {
+    name: String,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// `kubelab up --name NAME ARGS...`; panics with the output when it fails.
+    fn up(name: &str, args: &[&str]) -> Cluster {
+        let cluster = Cluster::new(name);
+        let out = cluster.try_up(args);
+        assert!(
+            out.success(),
+            "kubelab up {name} failed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        cluster
+    }
+
+    /// A guard for a cluster not created yet (its kubeconfig file is fresh).
+    fn new(name: &str) -> Cluster {
+        require_docker();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("config");
+        // Leftovers of an earlier, killed run.
+        let _ = kubelab(&kubeconfig, &["down", name], Duration::from_secs(60));
+        Cluster {
+            name: name.to_owned(),
+            _dir: dir,
+            kubeconfig,
+        }
+    }
+
+    fn try_up(&self, args: &[&str]) -> Output {
+        let mut all = vec!["up", "--name", &self.name, "--wait", "90s"];
+        all.extend_from_slice(AGENT_ARGS);
+        all.extend_from_slice(args);
+        let out = kubelab(&self.kubeconfig, &all, UP_DEADLINE);
+        eprintln!("{}{}", out.stderr, out.stdout);
+        out
+    }
+
+    fn kubelab(&self, args: &[&str]) -> Output {
+        kubelab(&self.kubeconfig, args, Duration::from_secs(120))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubelab(args);
+        assert!(
+            out.success(),
+            "kubelab {args:?} failed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// kubectl with no flags but the merged kubeconfig (as a user would type it).
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&k().path);
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        run_with_deadline(cmd, None, Duration::from_secs(60))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = kubelab(
+            &self.kubeconfig,
+            &["down", &self.name],
+            Duration::from_secs(120),
+        );
+        if !out.success() {
+            eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
+        }
+    }
+}
+
+/// Containers, networks and volumes labelled with the cluster's name.
+fn leftovers(name: &str) -> Vec<String> {
+    let filter = format!("label=dev.kubelab.cluster={name}");
+    let mut found = Vec::new();
+    for (kind, args) in [
+        ("container", vec!["ps", "-a", "-q", "--filter", &filter]),
+        ("network", vec!["network", "ls", "-q", "--filter", &filter]),
+        ("volume", vec!["volume", "ls", "-q", "--filter", &filter]),
+    ] {
+        let out = docker(&args);
+        assert!(out.success(), "docker {args:?}: {}", out.stderr);
+        found.extend(out.stdout.lines().map(|l| format!("{kind} {l}")));
+    }
+    found
+}
+
+fn ready_nodes(cluster: &Cluster) -> Option<Vec<String>> {
+    let out = cluster.kubectl(&["get", "nodes", "--no-headers"]);
+    if !out.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect(),
+    )
+}
+
+/// Acceptance 1 and 9: one node Ready through the merged kubeconfig (no kubectl flags);
+/// `list` and `status` show it; `down` leaves no container, network, volume or kubeconfig entry.
+#[test]
+fn one_node_cluster_up_and_down() {
+    let cluster = Cluster::up("kl-one", &[]);
+    let config = std::fs::read_to_string(&cluster.kubeconfig).expect("kubeconfig written");
+    assert!(
+        config.contains("current-context: kubelab-kl-one"),
+        "{config}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cluster.kubeconfig)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let nodes = eventually("the server node Ready", WAIT, || {
+        ready_nodes(&cluster).filter(|n| !n.is_empty())
+    });
+    assert_eq!(nodes, ["kl-one-server-0"]);
+    let wide = cluster.kubectl(&["get", "nodes", "-o", "wide"]);
+    assert!(wide.stdout.contains("control-plane"), "{}", wide.stdout);
+
+    let list = cluster.ok(&["list"]);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("kl-one "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        line.contains("1/1") && line.contains("https://127.0.0.1:"),
+        "{line}"
+    );
+    let status = cluster.ok(&["status", "kl-one"]);
+    assert!(status.contains("healthy"), "{status}");
+    assert!(
+        status.lines().any(|l| l.contains("kl-one-server-0")
+            && l.contains("server")
+            && l.contains("running")
+            && l.contains("Ready")),
+        "{status}"
+    );
+
+    let out = cluster.kubelab(&["down", "kl-one"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(leftovers("kl-one"), Vec::<String>::new());
+    let config = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    assert!(!config.contains("kubelab-kl-one"), "{config}");
+}
+
+/// Acceptance 10 and item 10: a taken API port fails before anything is created, with one
+/// line naming the port; a taken cluster name is refused without touching the existing cluster.
+#[test]
+fn failing_up_prints_one_line_and_leaves_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let cluster = Cluster::new("kl-fail");
+    let out = cluster.try_up(&["--api-port", &port]);
+    assert!(!out.success());
+    let error: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(error.len(), 1, "{}", out.stderr);
+    assert!(
+        error[0].contains(&format!("127.0.0.1:{port} is already in use")),
+        "{}",
+        error[0]
+    );
+    assert_eq!(leftovers("kl-fail"), Vec::<String>::new());
+
+    // A port taken by the engine itself (published by another container) is only found when
+    // the node starts: everything created is removed.
+    drop(listener);
+    let taken = Cluster::up("kl-taken", &[]);
+    let api_port = taken.ok(&["list"]);
+    let api_port = api_port
+        .lines()
+        .find(|l| l.starts_with("kl-taken "))
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = cluster.try_up(&["--port", &format!("127.0.0.1:{api_port}:80")]);
+    assert!(!out.success());
+    assert!(out.stderr.contains("already in use"), "{}", out.stderr);
+    assert_eq!(leftovers("kl-fail"), Vec::<String>::new());
+
+    // The same name twice: refused, and the first cluster still answers.
+    let again = Cluster::new("kl-taken-again");
+    let out = kubelab(
+        &again.kubeconfig,
+        &["up", "--name", "kl-taken"],
+        UP_DEADLINE,
+    );
+    assert!(!out.success());
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert!(taken.ok(&["status", "kl-taken"]).contains("healthy"));
+}
+
+/// Acceptance 7: two clusters at once, created concurrently, both in one kubeconfig.
+#[test]
+fn two_concurrent_ups_share_one_kubeconfig() {
+    let a = Cluster::new("kl-par-a");
+    let b = Cluster::new("kl-par-b");
+    // Both write the same kubeconfig file.
+    let shared = a.kubeconfig.clone();
+    let run = |name: &'static str| {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut args = vec!["up", "--name", name, "--wait", "90s"];
+            args.extend_from_slice(AGENT_ARGS);
+            kubelab(&shared, &args, UP_DEADLINE)
+        })
+    };
+    let (ta, tb) = (run("kl-par-a"), run("kl-par-b"));
+    for out in [ta.join().unwrap(), tb.join().unwrap()] {
+        assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    }
+    let config = std::fs::read_to_string(&shared).unwrap();
+    for name in ["kubelab-kl-par-a", "kubelab-kl-par-b"] {
+        assert!(
+            config.contains(&format!("name: {name}")),
+            "{name} missing:\n{config}"
+        );
+    }
+    for context in ["kubelab-kl-par-a", "kubelab-kl-par-b"] {
+        let mut cmd = Command::new(&k().path);
+        cmd.args(["--context", context, "get", "nodes", "--no-headers"])
+            .env("KUBECONFIG", &shared);
+        let out = run_with_deadline(cmd, None, Duration::from_secs(60));
+        assert!(
+            out.success() && out.stdout.contains("Ready"),
+            "{context}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    let out = kubelab(&shared, &["down", "kl-par-b"], Duration::from_secs(120));
+    assert!(out.success(), "{}", out.stderr);
+    drop(b);
+    let config = std::fs::read_to_string(&shared).unwrap();
+    assert!(!config.contains("kubelab-kl-par-b"), "{config}");
+    assert!(config.contains("kubelab-kl-par-a"), "{config}");
+}
