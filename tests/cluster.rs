@@ -19,10 +19,6 @@ use common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
 const UP_DEADLINE: Duration = Duration::from_secs(240);
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Extra `up` arguments while the CRI kubelet is not on main: simulated nodes inside the
-/// containers (joined with the token like real ones).
-const AGENT_ARGS: &[&str] = &["--agent-arg=--fake"];
-
 fn k() -> Kubectl {
     Kubectl::new("1.32")
 }
@@ -103,7 +99,6 @@ impl Cluster {
 
     fn try_up(&self, args: &[&str]) -> Output {
         let mut all = vec!["up", "--name", &self.name, "--wait", "90s"];
-        all.extend_from_slice(AGENT_ARGS);
         all.extend_from_slice(args);
         let out = kubelab(&self.kubeconfig, &all, UP_DEADLINE);
         eprintln!("{}{}", out.stderr, out.stdout);
@@ -287,9 +282,11 @@ fn two_concurrent_ups_share_one_kubeconfig() {
     let run = |name: &'static str| {
         let shared = shared.clone();
         std::thread::spawn(move || {
-            let mut args = vec!["up", "--name", name, "--wait", "90s"];
-            args.extend_from_slice(AGENT_ARGS);
-            kubelab(&shared, &args, UP_DEADLINE)
+            kubelab(
+                &shared,
+                &["up", "--name", name, "--wait", "90s"],
+                UP_DEADLINE,
+            )
         })
     };
     let (ta, tb) = (run("kl-par-a"), run("kl-par-b"));

@@ -427,6 +427,10 @@ pub async fn run(kubelet: Arc<Kubelet>) {
     loop {
         tokio::select! {
             _ = lease_tick.tick() => renew_lease(&leases, &name, node_uid.as_deref()).await,
+            // Until the node is Ready (runtime and pod network up), look again every 250 ms
+            // rather than every status interval: a new node turns Ready as soon as it can.
+            _ = tokio::time::sleep(Duration::from_millis(250)),
+                if !matches!(last_posted, Some((_, Ok(())))) => status_tick.reset_immediately(),
             _ = status_tick.tick() => {
                 let p = pressure(&kubelet.config.root_dir);
                 let ready = runtime_readiness(&kubelet).await;
