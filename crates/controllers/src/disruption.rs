@@ -42,11 +42,10 @@ struct State {
 pub async fn run(ctx: Context) {
     let client = ctx.client;
     let pdbs: Api<PodDisruptionBudget> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
     let controller = Controller::new(pdbs, watcher::Config::default());
     let budgets = controller.store();
     controller
-        .watches(pods, watcher::Config::default(), move |pod: Pod| {
+        .watches_shared_stream(ctx.pods.touched(), move |pod: Arc<Pod>| {
             let namespace = pod.namespace();
             let labels = pod.metadata.labels.clone();
             budgets

@@ -6,16 +6,17 @@
 //! selector is left to its user, except `default/kubernetes`, whose Endpoints (written by the
 //! API server) are mirrored into the EndpointSlice `kubernetes` as upstream's API server does.
 //!
-//! Pods, Services, Endpoints and EndpointSlices are held in reflector stores: a reconcile reads
-//! only the stores and writes only when the content differs. Writes are compare-and-swap on
-//! resourceVersion; EndpointSlices created or updated here are remembered until the store has
-//! caught up (upstream's EndpointSliceTracker), so a lagging store never causes duplicates.
+//! Services, Endpoints and EndpointSlices are held in reflector stores, pods in the
+//! controllers' shared pod cache ([`crate::informer`]): a reconcile reads only the stores and
+//! writes only when the content differs. Writes are compare-and-swap on resourceVersion;
+//! EndpointSlices created or updated here are remembered until the store has caught up
+//! (upstream's EndpointSliceTracker), so a lagging store never causes duplicates.
 
 mod desired;
 mod slices;
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
+use crate::informer::PodEvent;
 use crate::{Context, Error, ERROR_REQUEUE};
 use desired::{
     endpoint_subsets, is_external_name, is_headless, mirrored_groups, same, selector, selects,
@@ -90,12 +92,11 @@ impl State {
 pub async fn run(ctx: Context) {
     let client = ctx.client.clone();
     let (services, services_writer) = reflector::store::<Service>();
-    let (pods, pods_writer) = reflector::store::<Pod>();
     let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
     let state = Arc::new(State {
         client: client.clone(),
-        pods,
+        pods: ctx.pods.store(),
         endpoints,
         slices,
         tracker: Mutex::new(SliceTracker::default()),
@@ -124,15 +125,11 @@ pub async fn run(ctx: Context) {
         })
     };
 
-    let pod_events = reflector::reflector(
-        pods_writer,
-        watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(crate::strip_managed_fields),
-    )
-    .default_backoff();
     let pod_triggers = {
-        let mut index = PodIndex::new(services.clone());
-        pod_events.map(move |ev| ev.map(|ev| index.on_event(ev)))
+        let services = services.clone();
+        ctx.pods
+            .subscribe()
+            .map(move |ev| Ok(services_for_pod(&services, &ev)))
     };
 
     let endpoints_events = reflector::reflector(
@@ -297,88 +294,40 @@ async fn remove_leftover_endpoints(
     }
 }
 
-/// Maps pod changes to the Services that select the pod now or selected it before, and drops
-/// changes that cannot affect any endpoint (most status heartbeats).
-struct PodIndex {
-    services: Store<Service>,
-    known: HashMap<(String, String), (BTreeMap<String, String>, u64)>,
-    relisted: Option<HashSet<(String, String)>>,
+/// The Services a pod change concerns: those selecting the pod now or before. Changes that
+/// cannot affect any endpoint (most status heartbeats) concern none.
+fn services_for_pod(services: &Store<Service>, event: &PodEvent) -> Vec<ObjectRef<Service>> {
+    let mut out = Vec::new();
+    let pod = event.pod();
+    let namespace = pod.namespace().unwrap_or_default();
+    if let PodEvent::Applied { old: Some(old), .. } = event {
+        if old.labels() == pod.labels() && fingerprint(old) == fingerprint(pod) {
+            return out;
+        }
+        if old.labels() != pod.labels() {
+            services_selecting(services, &namespace, old.labels(), &mut out);
+        }
+    }
+    services_selecting(services, &namespace, pod.labels(), &mut out);
+    out
 }
 
-impl PodIndex {
-    fn new(services: Store<Service>) -> Self {
-        PodIndex {
-            services,
-            known: HashMap::new(),
-            relisted: None,
+fn services_selecting(
+    services: &Store<Service>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    out: &mut Vec<ObjectRef<Service>>,
+) {
+    for svc in services.state() {
+        if svc.metadata.namespace.as_deref() != Some(namespace) {
+            continue;
         }
-    }
-
-    fn services_for(
-        &self,
-        namespace: &str,
-        labels: &BTreeMap<String, String>,
-        out: &mut Vec<ObjectRef<Service>>,
-    ) {
-        for svc in self.services.state() {
-            if svc.metadata.namespace.as_deref() != Some(namespace) {
-                continue;
-            }
-            if selector(&svc).is_some_and(|s| selects(s, labels)) {
-                let r = ObjectRef::from_obj(svc.as_ref());
-                if !out.contains(&r) {
-                    out.push(r);
-                }
+        if selector(&svc).is_some_and(|s| selects(s, labels)) {
+            let r = ObjectRef::from_obj(svc.as_ref());
+            if !out.contains(&r) {
+                out.push(r);
             }
         }
-    }
-
-    fn on_event(&mut self, ev: Event<Pod>) -> Vec<ObjectRef<Service>> {
-        let mut out = Vec::new();
-        match ev {
-            Event::Apply(pod) | Event::InitApply(pod) => {
-                let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-                if let Some(seen) = self.relisted.as_mut() {
-                    seen.insert(key.clone());
-                }
-                let labels = pod.labels().clone();
-                let fingerprint = fingerprint(&pod);
-                let previous = self
-                    .known
-                    .insert(key.clone(), (labels.clone(), fingerprint));
-                match previous {
-                    Some((old_labels, old_fingerprint))
-                        if old_labels == labels && old_fingerprint == fingerprint => {}
-                    Some((old_labels, _)) => {
-                        self.services_for(&key.0, &old_labels, &mut out);
-                        self.services_for(&key.0, &labels, &mut out);
-                    }
-                    None => self.services_for(&key.0, &labels, &mut out),
-                }
-            }
-            Event::Delete(pod) => {
-                let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-                self.known.remove(&key);
-                self.services_for(&key.0, pod.labels(), &mut out);
-            }
-            Event::Init => self.relisted = Some(HashSet::new()),
-            Event::InitDone => {
-                // Pods that vanished while the watch was down count as deleted.
-                let seen = self.relisted.take().unwrap_or_default();
-                let gone: Vec<(String, String)> = self
-                    .known
-                    .keys()
-                    .filter(|k| !seen.contains(*k))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    if let Some((labels, _)) = self.known.remove(&key) {
-                        self.services_for(&key.0, &labels, &mut out);
-                    }
-                }
-            }
-        }
-        out
     }
 }
 

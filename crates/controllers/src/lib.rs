@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod garbage_collector;
+pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod namespace;
@@ -58,17 +59,25 @@ impl Default for Config {
     }
 }
 
-/// What every controller gets: a client with the controller-manager identity and the config.
+/// What every controller gets: a client with the controller-manager identity, the config, and
+/// the one pod informer they share.
 #[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
     pub config: Config,
+    pub pods: informer::SharedPods,
 }
 
 /// Run every controller until the process ends.
 pub async fn run_all(client: kube::Client, config: Config) {
-    let ctx = Context { client, config };
+    let pod_informer = informer::PodInformer::new();
+    let ctx = Context {
+        client,
+        config,
+        pods: pod_informer.pods(),
+    };
     tokio::join!(
+        pod_informer.run(ctx.client.clone()),
         namespace::run(ctx.client.clone()),
         deployment::run(ctx.clone()),
         replicaset::run(ctx.clone()),
@@ -85,6 +94,21 @@ pub async fn run_all(client: kube::Client, config: Config) {
         node_lifecycle::run(ctx.clone()),
         service_lb::run(ctx.clone()),
     );
+}
+
+/// A spawned task that ends when its handle is dropped.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    pub(crate) async fn wait(&mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Drops an object's managedFields before it enters a cache: no controller reads them, and they

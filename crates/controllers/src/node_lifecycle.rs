@@ -12,9 +12,10 @@
 //!   deleted at once; one tolerating every such taint is deleted `tolerationSeconds` (the least
 //!   of its matching tolerations) after the taint was added; without tolerationSeconds it stays.
 //!
-//! One kube-runtime Controller over Nodes, also triggered by Lease changes; pods come from a
-//! shared cache. A node is reconciled again when its grace period would run out and, while it
-//! carries NoExecute taints, every monitor period (so pods that land on it later are evicted).
+//! One kube-runtime Controller over Nodes, also triggered by Lease changes; pods come from the
+//! controllers' shared pod cache ([`crate::informer`]). A node is reconciled again when its
+//! grace period would run out and, while it carries NoExecute taints, every monitor period (so
+//! pods that land on it later are evicted).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,8 +29,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -92,20 +93,12 @@ struct State {
 pub async fn run(ctx: Context) {
     let client = ctx.client.clone();
     let grace = ctx.config.node_monitor_grace_period;
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_cache = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(crate::strip_managed_fields),
-    )
-    .default_backoff()
-    .for_each(|_| futures::future::ready(()));
     let state = Arc::new(State {
         client: client.clone(),
         grace,
         startup_grace: grace.mul_f64(1.5),
         monitor_period: (grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(5)),
-        pods,
+        pods: ctx.pods.store(),
         health: Mutex::new(HashMap::new()),
         evicted: Mutex::new(HashMap::new()),
         recorder: Recorder::new(
@@ -116,7 +109,7 @@ pub async fn run(ctx: Context) {
             },
         ),
     });
-    let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
+    Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
         .watches(
             Api::<Lease>::namespaced(client, LEASE_NAMESPACE),
             watcher::Config::default(),
@@ -135,8 +128,8 @@ pub async fn run(ctx: Context) {
                 tracing::debug!(error = %e, "node lifecycle controller");
             }
             futures::future::ready(())
-        });
-    tokio::join!(pod_cache, controller);
+        })
+        .await;
 }
 
 fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {

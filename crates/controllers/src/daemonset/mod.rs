@@ -69,13 +69,16 @@ pub async fn run(ctx: Context) {
         events: Events::new(client.clone(), CONTROLLER),
         failed_pod_backoff: Mutex::new(HashMap::new()),
     });
-    // Daemon pods always carry the revision hash label: watch only labelled pods.
-    let pods = watcher::Config::default().labels(REVISION_HASH_LABEL);
+    // Daemon pods always carry the revision hash label: only labelled pods concern this one.
+    let pods = ctx
+        .pods
+        .touched()
+        .filter(|pod| std::future::ready(pod.labels().contains_key(REVISION_HASH_LABEL)));
     Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), pods)
+    .owns_shared_stream(pods)
     .owns(
         Api::<ControllerRevision>::all(client.clone()),
         watcher::Config::default(),

@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -38,9 +37,9 @@ use kube::ResourceExt;
 
 use self::rollout::Rollout;
 use crate::replicaset::events::EventRecorder;
+use crate::replicaset::is_conflict;
 use crate::replicaset::ownership::controller_of;
-use crate::replicaset::{is_conflict, AbortOnDrop};
-use crate::{Context, Error, ERROR_REQUEUE};
+use crate::{AbortOnDrop, Context, Error, ERROR_REQUEUE};
 
 const COMPONENT: &str = "deployment-controller";
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -54,11 +53,12 @@ struct State {
 
 pub async fn run(ctx: Context) {
     // A task of its own (see the ReplicaSet controller); aborted when this future is dropped.
-    let mut task = AbortOnDrop(tokio::spawn(run_controller(ctx.client)));
+    let mut task = AbortOnDrop(tokio::spawn(run_controller(ctx)));
     let _ = task.wait().await;
 }
 
-async fn run_controller(client: kube::Client) {
+async fn run_controller(ctx: Context) {
+    let client = ctx.client;
     let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
@@ -69,18 +69,17 @@ async fn run_controller(client: kube::Client) {
         client: client.clone(),
         recorder: EventRecorder::new(client.clone(), COMPONENT),
     });
-    // Only owner references and labels route events: metadata-only watches are enough.
+    // Only owner references and labels route events: a metadata-only watch is enough for
+    // ReplicaSets; pod changes come from the controllers' shared pod informer.
     controller
         .watches(
             Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
             watcher::Config::default(),
             move |rs| deployments_for_replica_set(&for_replica_sets, &rs.metadata),
         )
-        .watches(
-            Api::<PartialObjectMeta<Pod>>::all(client),
-            watcher::Config::default(),
-            move |pod| recreate_deployments_for_pod(&for_pods, &pod.metadata),
-        )
+        .watches_shared_stream(ctx.pods.touched(), move |pod| {
+            recreate_deployments_for_pod(&for_pods, &pod.metadata)
+        })
         .run(reconcile, error_policy, state)
         .for_each(|result| {
             if let Err(e) = result {

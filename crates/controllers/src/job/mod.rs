@@ -33,14 +33,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use self::support::{is_active, is_ready, is_terminating, phase, Events};
+use crate::informer::SharedPods;
 use crate::{Context, Error, ERROR_REQUEUE};
 
 /// Finalizer the controller puts on every pod it creates until the pod is counted.
@@ -75,9 +75,8 @@ struct State {
 pub async fn run(ctx: Context) {
     let client = ctx.client;
     let jobs: Api<Job> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
     let controller =
-        Controller::new(jobs, watcher::Config::default()).owns(pods, watcher::Config::default());
+        Controller::new(jobs, watcher::Config::default()).owns_shared_stream(ctx.pods.touched());
     let store = controller.store();
     let state = Arc::new(State {
         client: client.clone(),
@@ -92,7 +91,7 @@ pub async fn run(ctx: Context) {
             }
             futures::future::ready(())
         });
-    tokio::join!(jobs, release_orphaned_pods(client, store));
+    tokio::join!(jobs, release_orphaned_pods(client, ctx.pods, store));
 }
 
 fn error_policy(job: Arc<Job>, err: &Error, _state: Arc<State>) -> Action {
@@ -1282,45 +1281,31 @@ async fn release_finalizer(pods: &Api<Pod>, name: &str) -> Result<(), kube::Erro
 
 // ---- pods whose Job is gone or finished ----
 
-/// Watches pod metadata and releases the tracking finalizer of pods whose owning Job is gone,
-/// finished, or that have no controller (upstream's orphan queue); otherwise a deleted Job's
-/// pods would never go away.
-async fn release_orphaned_pods(client: kube::Client, jobs: Store<Job>) {
-    let pods: Api<PartialObjectMeta<Pod>> = Api::all(client.clone());
-    let stream = watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(item) = stream.next().await {
-        let meta = match item {
-            Ok(meta) => meta,
-            Err(e) => {
-                tracing::debug!(error = %e, "job controller pod watch");
-                continue;
-            }
-        };
-        if !has_tracking_finalizer(&meta.metadata) {
+/// Follows every pod change and releases the tracking finalizer of pods whose owning Job is
+/// gone, finished, or that have no controller (upstream's orphan queue); otherwise a deleted
+/// Job's pods would never go away.
+async fn release_orphaned_pods(client: kube::Client, pods: SharedPods, jobs: Store<Job>) {
+    let mut stream = std::pin::pin!(pods.touched());
+    while let Some(pod) = stream.next().await {
+        if !has_tracking_finalizer(&pod.metadata) {
             continue;
         }
         let client = client.clone();
         let jobs = jobs.clone();
+        let meta = pod.metadata.clone();
         tokio::spawn(async move { release_if_orphaned(client, jobs, meta).await });
     }
 }
 
-async fn release_if_orphaned(
-    client: kube::Client,
-    jobs: Store<Job>,
-    mut pod: PartialObjectMeta<Pod>,
-) {
-    let Some(namespace) = pod.metadata.namespace.clone() else {
+async fn release_if_orphaned(client: kube::Client, jobs: Store<Job>, mut meta: ObjectMeta) {
+    let Some(namespace) = meta.namespace.clone() else {
         return;
     };
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let mut delay = Duration::from_millis(500);
     for _ in 0..6 {
-        match owner_keeps_finalizer(&client, &jobs, &namespace, &pod.metadata).await {
+        match owner_keeps_finalizer(&client, &jobs, &namespace, &meta).await {
             Ok(true) => return,
             Ok(false) => match release_finalizer(&pods, &name).await {
                 Ok(()) => {
@@ -1337,7 +1322,7 @@ async fn release_if_orphaned(
         tokio::time::sleep(delay).await;
         delay *= 2;
         match pods.get_metadata_opt(&name).await {
-            Ok(Some(fresh)) if has_tracking_finalizer(&fresh.metadata) => pod = fresh,
+            Ok(Some(fresh)) if has_tracking_finalizer(&fresh.metadata) => meta = fresh.metadata,
             Ok(_) => return,
             Err(_) => {}
         }

@@ -5,9 +5,9 @@
 //! the selector no longer matches, and reports replicas, fullyLabeledReplicas, readyReplicas,
 //! availableReplicas (minReadySeconds) and observedGeneration.
 //!
-//! Pods are read from a cache (a reflector); [`expectations`] keep a lagging cache from causing
-//! duplicate creations or deletions. The submodules [`events`], [`ownership`] and [`pods`] are
-//! shared with the Deployment controller.
+//! Pods are read from the controllers' shared pod cache ([`crate::informer`]); [`expectations`]
+//! keep a lagging cache from causing duplicate creations or deletions. The submodules
+//! [`events`], [`ownership`] and [`pods`] are shared with the Deployment controller.
 
 pub(crate) mod events;
 mod expectations;
@@ -26,15 +26,15 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
 
 use self::events::{EventRecorder, NORMAL, WARNING};
 use self::expectations::{Cached, Expectations};
 use self::ownership::{classify, controller_of, controller_ref, Claim};
-use crate::{Context, Error, ERROR_REQUEUE};
+use crate::{AbortOnDrop, Context, Error, ERROR_REQUEUE};
 
 const COMPONENT: &str = "replicaset-controller";
 /// At most this many pods are created or deleted per reconcile (upstream `BurstReplicas`).
@@ -57,23 +57,18 @@ struct State {
 }
 
 pub async fn run(ctx: Context) {
-    // A task of its own, so its reconciles and pod cache do not share a thread with every other
-    // controller; aborted when this future is dropped (leadership lost).
-    let mut task = AbortOnDrop(tokio::spawn(run_controller(ctx.client)));
+    // A task of its own, so its reconciles do not share a thread with every other controller;
+    // aborted when this future is dropped (leadership lost).
+    let mut task = AbortOnDrop(tokio::spawn(run_controller(ctx)));
     let _ = task.wait().await;
 }
 
-async fn run_controller(client: kube::Client) {
-    let (pods, writer) = reflector::store::<Pod>();
-    // The pod cache is filled by the same stream that triggers reconciles: a reconcile never
-    // runs ahead of the cache it reads.
-    let pod_events = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .modify(crate::strip_managed_fields)
-            .default_backoff(),
-    )
-    .touched_objects();
+async fn run_controller(ctx: Context) {
+    let client = ctx.client;
+    let pods = ctx.pods.store();
+    // The shared pod informer announces a change only once its store shows it: a reconcile
+    // never runs ahead of the cache it reads.
+    let pod_events = ctx.pods.touched();
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
@@ -88,7 +83,7 @@ async fn run_controller(client: kube::Client) {
         recorder: EventRecorder::new(client, COMPONENT),
     });
     controller
-        .watches_stream(pod_events, move |pod| {
+        .watches_shared_stream(pod_events, move |pod| {
             replica_sets_for_pod(&for_mapper, &pod)
         })
         .run(reconcile, error_policy, state)
@@ -99,21 +94,6 @@ async fn run_controller(client: kube::Client) {
             futures::future::ready(())
         })
         .await;
-}
-
-/// A spawned task that ends when its handle is dropped.
-pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    pub(crate) async fn wait(&mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The ReplicaSets a pod event concerns: its controller if that is a ReplicaSet, else (an

@@ -47,13 +47,16 @@ pub async fn run(ctx: Context) {
         client: client.clone(),
         events: Events::new(client.clone(), CONTROLLER),
     });
-    // Stateful pods always carry the revision label: watch only labelled pods.
-    let pods = watcher::Config::default().labels(REVISION_HASH_LABEL);
+    // Stateful pods always carry the revision label: only labelled pods concern this one.
+    let pods = ctx
+        .pods
+        .touched()
+        .filter(|pod| std::future::ready(pod.labels().contains_key(REVISION_HASH_LABEL)));
     Controller::new(
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), pods)
+    .owns_shared_stream(pods)
     .owns(
         Api::<ControllerRevision>::all(client.clone()),
         watcher::Config::default(),

@@ -30,6 +30,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::daemonset::node_selector_matches;
+use crate::informer::SharedPods;
 use crate::statefulset::events::Events;
 use crate::{Context, Error, ERROR_REQUEUE};
 
@@ -68,7 +69,7 @@ pub async fn run(ctx: Context) {
     });
     tokio::join!(
         ensure_default_class(ctx.client.clone()),
-        run_claims(state.clone()),
+        run_claims(state.clone(), ctx.pods.clone()),
         run_volumes(state),
     );
 }
@@ -113,7 +114,7 @@ async fn ensure_default_class(client: kube::Client) {
     }
 }
 
-async fn run_claims(state: Arc<State>) {
+async fn run_claims(state: Arc<State>, pods: SharedPods) {
     let client = state.client.clone();
     let controller = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -138,11 +139,7 @@ async fn run_claims(state: Arc<State>) {
     let for_class = unbound_claims.clone();
     controller
         // A consumer pod got a node: its WaitForFirstConsumer claims can be bound now.
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            |pod| scheduled_pod_claims(&pod),
-        )
+        .watches_shared_stream(pods.touched(), |pod| scheduled_pod_claims(&pod))
         // A volume changed: its claim, or every unbound claim it might now satisfy.
         .watches(
             Api::<PersistentVolume>::all(client.clone()),
