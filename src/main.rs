@@ -5,6 +5,7 @@ mod agent;
 mod controller_manager;
 mod down;
 mod list;
+mod load;
 mod node_image;
 mod node_init;
 mod progress;
@@ -51,6 +52,8 @@ enum Command {
     List(list::ListArgs),
     /// Show a cluster's nodes, API endpoint and health.
     Status(status::StatusArgs),
+    /// Load images into every node of a cluster.
+    Load(load::LoadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,7 +61,11 @@ fn main() -> std::process::ExitCode {
     // Host verbs print their own progress: only warnings from the libraries (the API client
     // logs every refused connection while a cluster starts).
     let default_filter = match cli.command {
-        Command::Up(_) | Command::Down(_) | Command::List(_) | Command::Status(_) => {
+        Command::Up(_)
+        | Command::Down(_)
+        | Command::List(_)
+        | Command::Status(_)
+        | Command::Load(_) => {
             "warn,kube_client=off"
         }
         _ => "info",
@@ -95,6 +102,7 @@ fn main() -> std::process::ExitCode {
             Command::Down(args) => down::run(args).await,
             Command::List(args) => list::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Load(args) => load::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });

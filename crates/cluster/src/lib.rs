@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod create;
 mod error;
 pub mod kubeconfig;
+pub mod load;
 pub mod node_image;
 pub mod node_init;
 pub mod oci;
