@@ -4,13 +4,17 @@
 mod agent;
 mod controller_manager;
 mod down;
+mod export;
+mod kubeconfig;
 mod list;
+mod node;
 mod load;
 mod node_image;
 mod node_init;
 mod progress;
 mod server;
 mod status;
+mod stop;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +58,16 @@ enum Command {
     Status(status::StatusArgs),
     /// Load images into every node of a cluster.
     Load(load::LoadArgs),
+    /// Add or remove a node of a cluster.
+    Node(node::NodeArgs),
+    /// Stop a cluster's nodes (their state is kept).
+    Stop(stop::StopArgs),
+    /// Start a stopped cluster.
+    Start(stop::StartArgs),
+    /// Export a cluster's logs.
+    Export(export::ExportArgs),
+    /// Print, merge or write a cluster's admin kubeconfig.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,7 +79,12 @@ fn main() -> std::process::ExitCode {
         | Command::Down(_)
         | Command::List(_)
         | Command::Status(_)
-        | Command::Load(_) => {
+        | Command::Load(_)
+        | Command::Node(_)
+        | Command::Stop(_)
+        | Command::Start(_)
+        | Command::Export(_)
+        | Command::Kubeconfig(_) => {
             "warn,kube_client=off"
         }
         _ => "info",
@@ -103,6 +122,11 @@ fn main() -> std::process::ExitCode {
             Command::List(args) => list::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Load(args) => load::run(args).await,
+            Command::Node(args) => node::run(args).await,
+            Command::Stop(args) => stop::stop(args).await,
+            Command::Start(args) => stop::start(args).await,
+            Command::Export(args) => export::run(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });
