@@ -35,6 +35,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             .keep(),
     };
     let files = export::export_logs(&docker, &name, &dir).await?;
-    println!("exported {} files of cluster {name} to {}", files.len(), dir.display());
+    println!(
+        "exported {} files of cluster {name} to {}",
+        files.len(),
+        dir.display()
+    );
     Ok(())
 }

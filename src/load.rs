@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use kubelab_cluster::cluster;
 use kubelab_cluster::load::{self, NodeOutcome};
 use kubelab_cluster::provider::{DockerProvider, Provider};
-use kubelab_cluster::cluster;
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
@@ -40,7 +40,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let mut with_ids = Vec::new();
             for image in images {
                 let id = docker.image_id(&image).await?.ok_or_else(|| {
-                    anyhow::anyhow!("image {image:?} is not in the host's Docker; build or pull it first")
+                    anyhow::anyhow!(
+                        "image {image:?} is not in the host's Docker; build or pull it first"
+                    )
                 })?;
                 with_ids.push((image, id));
             }
@@ -50,7 +52,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 match outcome {
                     NodeOutcome::Loaded => println!("loaded {} into {node}", names.join(", ")),
                     NodeOutcome::Skipped => {
-                        println!("skipped {node}: it already has {} (same image ID)", names.join(", "))
+                        println!(
+                            "skipped {node}: it already has {} (same image ID)",
+                            names.join(", ")
+                        )
                     }
                 }
             }

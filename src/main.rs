@@ -7,8 +7,8 @@ mod down;
 mod export;
 mod kubeconfig;
 mod list;
-mod node;
 mod load;
+mod node;
 mod node_image;
 mod node_init;
 mod progress;
@@ -84,9 +84,7 @@ fn main() -> std::process::ExitCode {
         | Command::Stop(_)
         | Command::Start(_)
         | Command::Export(_)
-        | Command::Kubeconfig(_) => {
-            "warn,kube_client=off"
-        }
+        | Command::Kubeconfig(_) => "warn,kube_client=off",
         _ => "info",
     };
     tracing_subscriber::fmt()

@@ -28,7 +28,10 @@ pub struct StartArgs {
 pub async fn stop(args: StopArgs) -> anyhow::Result<()> {
     let docker = DockerProvider::connect().await?;
     nodes::stop(&docker, &args.name, &Steps::new()).await?;
-    println!("stopped cluster {}; `kubelab start {}` brings it back", args.name, args.name);
+    println!(
+        "stopped cluster {}; `kubelab start {}` brings it back",
+        args.name, args.name
+    );
     Ok(())
 }
 

@@ -319,3 +319,275 @@ fn two_concurrent_ups_share_one_kubeconfig() {
     assert!(!config.contains("kubelab-kl-par-b"), "{config}");
     assert!(config.contains("kubelab-kl-par-a"), "{config}");
 }
+
+/// A busybox image FROM scratch (the host's busybox-static), loaded into the host's Docker.
+fn build_test_image(name: &str) {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("busybox-static is installed (apt-get install busybox-static)");
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
+    let applets: Vec<&str> = applets.split_whitespace().collect();
+    let archive = kubelab_cluster::oci::docker_archive(
+        name,
+        &kubelab_cluster::oci::busybox_entries(busybox, &applets),
+        &kubelab_cluster::oci::ImageConfig {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+    )
+    .expect("image archive");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.tar");
+    std::fs::write(&path, archive).unwrap();
+    let out = docker(&["load", "-i", path.to_str().unwrap()]);
+    assert!(out.success(), "docker load: {}", out.stderr);
+}
+
+/// (node, pod) of the Running pods with label app=APP.
+fn running_pods(cluster: &Cluster, app: &str) -> Vec<(String, String)> {
+    let out = cluster.kubectl(&[
+        "get", "pods", "-l", &format!("app={app}"), "--no-headers", "-o",
+        "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,READY:.status.containerStatuses[0].ready",
+    ]);
+    out.stdout
+        .lines()
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (c.len() == 4 && c[2] == "Running" && c[3] == "true")
+                .then(|| (c[1].to_owned(), c[0].to_owned()))
+        })
+        .collect()
+}
+
+/// node → InternalIP.
+fn node_ips(cluster: &Cluster) -> Vec<(String, String)> {
+    let out = cluster.kubectl(&[
+        "get", "nodes", "--no-headers", "-o",
+        "custom-columns=NAME:.metadata.name,IP:.status.addresses[?(@.type==\"InternalIP\")].address",
+    ]);
+    let mut ips: Vec<(String, String)> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (c.len() == 2).then(|| (c[0].to_owned(), c[1].to_owned()))
+        })
+        .collect();
+    ips.sort();
+    ips
+}
+
+/// Every pod of the app answers `kubectl exec` (its container really runs) and has logs.
+fn pods_answer(cluster: &Cluster, app: &str, count: usize) -> bool {
+    let pods = running_pods(cluster, app);
+    pods.len() == count
+        && pods.iter().all(|(_, pod)| {
+            let out = cluster.kubectl(&["exec", pod, "--", "sh", "-c", "echo exec-ok"]);
+            out.success() && out.stdout.trim() == "exec-ok"
+        })
+}
+
+/// Acceptance 2 to 6 on one three-node cluster: nodes and roles, list and status; a local
+/// image loaded into every node (then skipped), a Deployment across the three nodes with logs
+/// and exec through the published API port; node add and remove; stop/start and `docker
+/// restart` keeping addresses, objects and running pods; export logs.
+#[test]
+fn lab_of_three_nodes() {
+    let image = "kubelab-test/busybox:1";
+    build_test_image(image);
+    let lab = Cluster::up("kl-lab", &["--nodes", "3"]);
+    let nodes = eventually("3 nodes Ready", WAIT, || {
+        ready_nodes(&lab).filter(|n| n.len() == 3)
+    });
+    assert_eq!(
+        nodes,
+        ["kl-lab-agent-0", "kl-lab-agent-1", "kl-lab-server-0"]
+    );
+    let roles = lab.kubectl(&["get", "node", "kl-lab-server-0", "--no-headers"]);
+    assert!(roles.stdout.contains("control-plane"), "{}", roles.stdout);
+    let agent_roles = lab.kubectl(&["get", "node", "kl-lab-agent-0", "--no-headers"]);
+    assert!(
+        !agent_roles.stdout.contains("control-plane"),
+        "{}",
+        agent_roles.stdout
+    );
+    let list = lab.ok(&["list"]);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("kl-lab "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(common::columns(line)[1..4], ["1", "2", "3/3"], "{line}");
+    let status = lab.ok(&["status", "kl-lab"]);
+    for node in &nodes {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.contains(node.as_str()) && l.contains("running") && l.contains("Ready")),
+            "{status}"
+        );
+    }
+
+    // Acceptance 3.
+    let loaded = lab.ok(&["load", "image", image, "--name", "kl-lab"]);
+    assert_eq!(
+        loaded.lines().filter(|l| l.starts_with("loaded")).count(),
+        3,
+        "{loaded}"
+    );
+    let manifest = format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: spread}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: spread}}}}
+  template:
+    metadata: {{labels: {{app: spread}}}}
+    spec:
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: spread}}}}}}
+      containers:
+      - name: main
+        image: {image}
+        command: ["sh", "-c", "echo hello from the lab; while :; do sleep 1; done"]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spread.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let out = lab.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.success(), "{}", out.stderr);
+    let pods = eventually("3 pods Running", WAIT, || {
+        Some(running_pods(&lab, "spread")).filter(|p| p.len() == 3)
+    });
+    let mut on: Vec<&str> = pods.iter().map(|(n, _)| n.as_str()).collect();
+    on.sort();
+    assert_eq!(
+        on,
+        ["kl-lab-agent-0", "kl-lab-agent-1", "kl-lab-server-0"],
+        "one pod per node"
+    );
+    for (node, pod) in &pods {
+        let logs = eventually("pod logs", WAIT, || {
+            let out = lab.kubectl(&["logs", pod]);
+            (out.success() && out.stdout.contains("hello from the lab")).then_some(out.stdout)
+        });
+        assert!(logs.contains("hello"), "{node}: {logs}");
+        let out = lab.kubectl(&[
+            "exec",
+            pod,
+            "--",
+            "sh",
+            "-c",
+            "echo exec on $0; exit 3",
+            node,
+        ]);
+        assert_eq!(
+            out.stdout.trim(),
+            format!("exec on {node}"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.status.and_then(|s| s.code()), Some(3), "{}", out.stderr);
+    }
+    let again = lab.ok(&["load", "image", image, "--name", "kl-lab"]);
+    assert_eq!(
+        again.lines().filter(|l| l.starts_with("skipped")).count(),
+        3,
+        "{again}"
+    );
+
+    // Acceptance 4.
+    let added = lab.ok(&["node", "add", "kl-lab"]);
+    assert!(added.contains("kl-lab-agent-2"), "{added}");
+    eventually("4 nodes Ready", WAIT, || {
+        ready_nodes(&lab).filter(|n| n.len() == 4)
+    });
+    let removed = lab.ok(&["node", "remove", "kl-lab", "kl-lab-agent-2"]);
+    assert!(removed.contains("removed node kl-lab-agent-2"), "{removed}");
+    let nodes = lab.kubectl(&["get", "nodes", "--no-headers"]);
+    assert!(!nodes.stdout.contains("kl-lab-agent-2"), "{}", nodes.stdout);
+    assert!(leftovers("kl-lab").iter().all(|l| !l.contains("agent-2")));
+    assert!(docker(&["inspect", "kl-lab-agent-2"])
+        .status
+        .is_some_and(|s| !s.success()));
+
+    // Acceptance 5: stop/start.
+    let out = lab.kubectl(&["create", "configmap", "survivor", "--from-literal=k=v"]);
+    assert!(out.success(), "{}", out.stderr);
+    let ips = node_ips(&lab);
+    assert_eq!(ips.len(), 3);
+    lab.ok(&["stop", "kl-lab"]);
+    let list = lab.ok(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("kl-lab ") && l.contains("0/3")),
+        "{list}"
+    );
+    // Every component stopped on SIGTERM (none had to be killed).
+    let logs = docker(&["logs", "kl-lab-server-0"]);
+    let all = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        all.contains("stopped agent") && all.contains("stopped server"),
+        "{all}"
+    );
+    assert!(!all.contains("killed"), "{all}");
+    lab.ok(&["start", "kl-lab"]);
+    eventually("pods answering after start", WAIT, || {
+        pods_answer(&lab, "spread", 3).then_some(())
+    });
+    assert_eq!(node_ips(&lab), ips, "same node addresses after start");
+    let out = lab.kubectl(&["get", "configmap", "survivor", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(out.stdout, "v", "{}", out.stderr);
+
+    // The same after `docker restart` of every node container.
+    let out = docker(&[
+        "restart",
+        "kl-lab-server-0",
+        "kl-lab-agent-0",
+        "kl-lab-agent-1",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    eventually("3 nodes Ready after docker restart", WAIT, || {
+        ready_nodes(&lab).filter(|n| n.len() == 3)
+    });
+    eventually("pods answering after docker restart", WAIT, || {
+        pods_answer(&lab, "spread", 3).then_some(())
+    });
+    assert_eq!(
+        node_ips(&lab),
+        ips,
+        "same node addresses after docker restart"
+    );
+
+    // Acceptance 6.
+    let export = tempfile::tempdir().unwrap();
+    let out = lab.ok(&["export", "logs", "kl-lab", export.path().to_str().unwrap()]);
+    assert!(out.contains("exported"), "{out}");
+    for file in ["nodes.yaml", "pods.yaml", "events.yaml", "docker-info.txt"] {
+        assert!(export.path().join(file).is_file(), "{file} missing");
+    }
+    for node in ["kl-lab-server-0", "kl-lab-agent-0", "kl-lab-agent-1"] {
+        for file in [
+            "node-init.log",
+            "containerd.log",
+            "agent.log",
+            "inspect.json",
+            "images.txt",
+        ] {
+            let path = export.path().join(node).join(file);
+            assert!(path.is_file(), "{} missing", path.display());
+        }
+    }
+    let server_log =
+        std::fs::read_to_string(export.path().join("kl-lab-server-0/server.log")).unwrap();
+    assert!(server_log.contains("kubelab server ready"), "{server_log}");
+    let pods_yaml = std::fs::read_to_string(export.path().join("pods.yaml")).unwrap();
+    assert!(pods_yaml.contains("spread-"), "{pods_yaml}");
+}

@@ -32,7 +32,10 @@ pub async fn export_logs(provider: &dyn Provider, name: &str, dir: &Path) -> Res
     let path = dir.join("docker-info.txt");
     write(
         &path,
-        format!("engine id: {}\nversion: {}\ncgroup version: {}\n", info.id, info.version, info.cgroup_version),
+        format!(
+            "engine id: {}\nversion: {}\ncgroup version: {}\n",
+            info.id, info.version, info.cgroup_version
+        ),
     )?;
     written.push(path);
     written.extend(api_objects(provider, &state, dir).await);
@@ -41,7 +44,10 @@ pub async fn export_logs(provider: &dyn Provider, name: &str, dir: &Path) -> Res
         std::fs::create_dir_all(&node_dir).map_err(|e| Error::io("create", &node_dir, e))?;
         let inspected = provider.inspect(&node.name).await?;
         let path = node_dir.join("inspect.json");
-        write(&path, serde_json::to_vec_pretty(&inspected).unwrap_or_default())?;
+        write(
+            &path,
+            serde_json::to_vec_pretty(&inspected).unwrap_or_default(),
+        )?;
         written.push(path);
         let path = node_dir.join("node-init.log");
         write(&path, provider.logs(&node.name).await?)?;
@@ -81,15 +87,27 @@ async fn api_objects(provider: &dyn Provider, state: &ClusterState, dir: &Path) 
     let dumps: Vec<(&str, Option<String>)> = vec![
         (
             "nodes.yaml",
-            Api::<Node>::all(client.clone()).list(&lp).await.ok().and_then(|l| serde_yaml::to_string(&l.items).ok()),
+            Api::<Node>::all(client.clone())
+                .list(&lp)
+                .await
+                .ok()
+                .and_then(|l| serde_yaml::to_string(&l.items).ok()),
         ),
         (
             "pods.yaml",
-            Api::<Pod>::all(client.clone()).list(&lp).await.ok().and_then(|l| serde_yaml::to_string(&l.items).ok()),
+            Api::<Pod>::all(client.clone())
+                .list(&lp)
+                .await
+                .ok()
+                .and_then(|l| serde_yaml::to_string(&l.items).ok()),
         ),
         (
             "events.yaml",
-            Api::<Event>::all(client.clone()).list(&lp).await.ok().and_then(|l| serde_yaml::to_string(&l.items).ok()),
+            Api::<Event>::all(client.clone())
+                .list(&lp)
+                .await
+                .ok()
+                .and_then(|l| serde_yaml::to_string(&l.items).ok()),
         ),
     ];
     for (file, content) in dumps {

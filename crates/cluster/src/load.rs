@@ -32,7 +32,8 @@ pub fn normalize(image: &str) -> String {
         None => (name, None),
     };
     let first = name.split('/').next().unwrap_or_default();
-    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let name = if has_registry {
         name
     } else if name.contains('/') {
@@ -74,7 +75,10 @@ async fn node_images(provider: &dyn Provider, node: &str) -> Result<Vec<(String,
 /// Whether the node has `name` as the image `id` (same manifest under both references).
 pub fn has_image(images: &[(String, String)], name: &str, id: &str) -> bool {
     let by_id = images.iter().find(|(r, _)| r == id).map(|(_, d)| d);
-    let by_name = images.iter().find(|(r, _)| *r == normalize(name)).map(|(_, d)| d);
+    let by_name = images
+        .iter()
+        .find(|(r, _)| *r == normalize(name))
+        .map(|(_, d)| d);
     matches!((by_id, by_name), (Some(a), Some(b)) if a == b)
 }
 
@@ -97,7 +101,9 @@ async fn import_file(provider: &dyn Provider, node: &str, archive: &Path) -> Res
     }));
     // The node's snapshotter (overlayfs, or native where overlay cannot work).
     let script = "exec ctr -n k8s.io images import --all-platforms --snapshotter \"$(sed -n 's/^ *snapshotter = \"\\(.*\\)\"/\\1/p' /etc/containerd/config.toml | head -n1)\" -";
-    let out = provider.exec(node, &["sh", "-c", script], Some(stream)).await?;
+    let out = provider
+        .exec(node, &["sh", "-c", script], Some(stream))
+        .await?;
     if !out.success() {
         return Err(Error::NodeCommand {
             node: node.to_owned(),
@@ -120,7 +126,10 @@ pub async fn load_images(
     let mut outcomes = Vec::new();
     for node in &running {
         let present = node_images(provider, &node.name).await?;
-        if images.iter().all(|(name, id)| has_image(&present, name, id)) {
+        if images
+            .iter()
+            .all(|(name, id)| has_image(&present, name, id))
+        {
             outcomes.push((node.name.clone(), NodeOutcome::Skipped));
         } else {
             need.push(node.name.clone());
@@ -129,7 +138,8 @@ pub async fn load_images(
     if need.is_empty() {
         return Ok(outcomes);
     }
-    let scratch = tempfile::tempdir().map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Error::io("create a temporary directory in", std::env::temp_dir(), e))?;
     let archive = scratch.path().join("images.tar");
     let names: Vec<String> = images.iter().map(|(n, _)| n.clone()).collect();
     let mut stream = provider.save_images(&names);
@@ -138,20 +148,41 @@ pub async fn load_images(
         .map_err(|e| Error::io("create", &archive, e))?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::engine(format!("save {}", names.join(" ")), e))?;
-        file.write_all(&chunk).await.map_err(|e| Error::io("write", &archive, e))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io("write", &archive, e))?;
     }
-    file.flush().await.map_err(|e| Error::io("write", &archive, e))?;
+    file.flush()
+        .await
+        .map_err(|e| Error::io("write", &archive, e))?;
     drop(file);
-    futures::future::try_join_all(need.iter().map(|node| import_file(provider, node, &archive))).await?;
+    futures::future::try_join_all(
+        need.iter()
+            .map(|node| import_file(provider, node, &archive)),
+    )
+    .await?;
     outcomes.extend(need.into_iter().map(|n| (n, NodeOutcome::Loaded)));
     outcomes.sort();
     Ok(outcomes)
 }
 
 /// Loads an image archive (`docker save` or OCI layout tarball) into every running node.
-pub async fn load_archive(provider: &dyn Provider, nodes: &[NodeInfo], archive: &Path) -> Result<Vec<String>> {
-    let running: Vec<String> = nodes.iter().filter(|n| n.running()).map(|n| n.name.clone()).collect();
-    futures::future::try_join_all(running.iter().map(|node| import_file(provider, node, archive))).await?;
+pub async fn load_archive(
+    provider: &dyn Provider,
+    nodes: &[NodeInfo],
+    archive: &Path,
+) -> Result<Vec<String>> {
+    let running: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.running())
+        .map(|n| n.name.clone())
+        .collect();
+    futures::future::try_join_all(
+        running
+            .iter()
+            .map(|node| import_file(provider, node, archive)),
+    )
+    .await?;
     Ok(running)
 }
 
@@ -164,7 +195,10 @@ mod tests {
         assert_eq!(normalize("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(normalize("kl-test-bb:1"), "docker.io/library/kl-test-bb:1");
         assert_eq!(normalize("me/app:2"), "docker.io/me/app:2");
-        assert_eq!(normalize("kubelab.local/busybox:1"), "kubelab.local/busybox:1");
+        assert_eq!(
+            normalize("kubelab.local/busybox:1"),
+            "kubelab.local/busybox:1"
+        );
         assert_eq!(normalize("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(normalize("localhost/app:3"), "localhost/app:3");
     }

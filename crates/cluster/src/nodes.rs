@@ -57,7 +57,12 @@ pub async fn add_agent(
         )));
     }
     let index = (0..)
-        .find(|i| !state.nodes.iter().any(|n| n.name == node_name(name, Role::Agent, *i)))
+        .find(|i| {
+            !state
+                .nodes
+                .iter()
+                .any(|n| n.name == node_name(name, Role::Agent, *i))
+        })
         .expect("an unused index exists");
     let node = node_name(name, Role::Agent, index);
     let subnet = provider
@@ -65,9 +70,9 @@ pub async fn add_agent(
         .await?
         .ok_or_else(|| Error::Invalid(format!("the network of cluster {name:?} is missing")))?;
     let ip = cluster::free_address(&subnet, &state.nodes)?;
-    let server_ip = server
-        .ip
-        .ok_or_else(|| Error::Invalid(format!("server node {} has no address label", server.name)))?;
+    let server_ip = server.ip.ok_or_else(|| {
+        Error::Invalid(format!("server node {} has no address label", server.name))
+    })?;
     let token = read_token(provider, &server.name).await?;
     let inspected = provider.inspect(&server.name).await?;
     let binds = bind_mounts(&inspected);
@@ -182,11 +187,11 @@ pub async fn remove_node(
     progress: &dyn Progress,
 ) -> Result<()> {
     let state = cluster::require(provider, name).await?;
-    let info = state
-        .nodes
-        .iter()
-        .find(|n| n.name == node)
-        .ok_or_else(|| Error::Invalid(format!("cluster {name:?} has no node {node:?}; `kubelab status {name}` lists them")))?;
+    let info = state.nodes.iter().find(|n| n.name == node).ok_or_else(|| {
+        Error::Invalid(format!(
+            "cluster {name:?} has no node {node:?}; `kubelab status {name}` lists them"
+        ))
+    })?;
     if info.role == Role::Server && state.servers().count() == 1 {
         return Err(Error::Invalid(format!(
             "{node} is the cluster's only server; remove the whole cluster with `kubelab down {name}`"
@@ -196,7 +201,13 @@ pub async fn remove_node(
     let client = cluster::client(&entry).await?;
     action(progress, &format!("Draining {node}"), async {
         let evicted = drain(&client, node, timeout).await?;
-        Ok(((), format!("{evicted} pod{} evicted", if evicted == 1 { "" } else { "s" })))
+        Ok((
+            (),
+            format!(
+                "{evicted} pod{} evicted",
+                if evicted == 1 { "" } else { "s" }
+            ),
+        ))
     })
     .await?;
     action(progress, &format!("Removing {node}"), async {
@@ -261,7 +272,11 @@ pub async fn drain(client: &kube::Client, node: &str, timeout: Duration) -> Resu
                 Err(kube::Error::Api(s)) if s.code == 429 && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(500)).await
                 }
-                Err(e) => return Err(Error::Invalid(format!("cannot evict {namespace}/{pod}: {e}"))),
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "cannot evict {namespace}/{pod}: {e}"
+                    )))
+                }
             }
         }
     }
@@ -297,17 +312,31 @@ pub async fn stop(provider: &dyn Provider, name: &str, progress: &dyn Progress) 
         if nodes.is_empty() {
             continue;
         }
-        action(progress, &format!("Stopping {} {role}{}", nodes.len(), if nodes.len() == 1 { "" } else { "s" }), async {
-            futures::future::try_join_all(nodes.iter().map(|n| provider.stop_node(n, 30))).await?;
-            Ok(((), nodes.join(", ")))
-        })
+        action(
+            progress,
+            &format!(
+                "Stopping {} {role}{}",
+                nodes.len(),
+                if nodes.len() == 1 { "" } else { "s" }
+            ),
+            async {
+                futures::future::try_join_all(nodes.iter().map(|n| provider.stop_node(n, 30)))
+                    .await?;
+                Ok(((), nodes.join(", ")))
+            },
+        )
         .await?;
     }
     Ok(())
 }
 
 /// Starts every node (servers first) and waits for the API and every node Ready.
-pub async fn start(provider: &dyn Provider, name: &str, wait: Duration, progress: &dyn Progress) -> Result<()> {
+pub async fn start(
+    provider: &dyn Provider,
+    name: &str,
+    wait: Duration,
+    progress: &dyn Progress,
+) -> Result<()> {
     let state = cluster::require(provider, name).await?;
     for role in [Role::Server, Role::Agent] {
         let nodes: Vec<&str> = state
@@ -319,10 +348,18 @@ pub async fn start(provider: &dyn Provider, name: &str, wait: Duration, progress
         if nodes.is_empty() {
             continue;
         }
-        action(progress, &format!("Starting {} {role}{}", nodes.len(), if nodes.len() == 1 { "" } else { "s" }), async {
-            futures::future::try_join_all(nodes.iter().map(|n| provider.start_node(n))).await?;
-            Ok(((), nodes.join(", ")))
-        })
+        action(
+            progress,
+            &format!(
+                "Starting {} {role}{}",
+                nodes.len(),
+                if nodes.len() == 1 { "" } else { "s" }
+            ),
+            async {
+                futures::future::try_join_all(nodes.iter().map(|n| provider.start_node(n))).await?;
+                Ok(((), nodes.join(", ")))
+            },
+        )
         .await?;
     }
     let state = cluster::require(provider, name).await?;
@@ -333,9 +370,16 @@ pub async fn start(provider: &dyn Provider, name: &str, wait: Duration, progress
     })
     .await?;
     let count = state.nodes.len();
-    action(progress, &format!("Waiting for {count} node{} Ready", if count == 1 { "" } else { "s" }), async {
-        wait_ready(&client, count, wait).await?;
-        Ok(((), String::new()))
-    })
+    action(
+        progress,
+        &format!(
+            "Waiting for {count} node{} Ready",
+            if count == 1 { "" } else { "s" }
+        ),
+        async {
+            wait_ready(&client, count, wait).await?;
+            Ok(((), String::new()))
+        },
+    )
     .await
 }

@@ -355,8 +355,10 @@ impl Supervisor {
             let Some(pid) = self.components[i].pid else {
                 continue;
             };
+            let name = self.components[i].name;
             let _ = kill(pid, Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs(10);
             loop {
                 match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
@@ -365,9 +367,16 @@ impl Supervisor {
                     Ok(WaitStatus::StillAlive) => {
                         let _ = kill(pid, Signal::SIGKILL);
                         let _ = waitpid(pid, None);
+                        say(&format!("killed {name}: still running 10s after SIGTERM"));
                         break;
                     }
-                    _ => break,
+                    _ => {
+                        say(&format!(
+                            "stopped {name} in {:.2}s",
+                            started.elapsed().as_secs_f64()
+                        ));
+                        break;
+                    }
                 }
             }
             self.components[i].pid = None;
@@ -396,6 +405,20 @@ fn spawn(c: &Component) -> std::io::Result<Pid> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // Children must not inherit the supervisor's blocked signals (they would never see
+    // SIGTERM) nor an ignored SIGPIPE.
+    // SAFETY: only async-signal-safe calls (sigprocmask, sigaction) between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            SigSet::all()
+                .thread_unblock()
+                .map_err(std::io::Error::from)?;
+            nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
+                .map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
     let mut child = command.spawn()?;
     let log_path = Path::new(LOG_DIR).join(format!("{}.log", c.name));
     let log = std::fs::OpenOptions::new()
