@@ -1,6 +1,7 @@
 //! `kubelab`: one multi-call binary. Host verbs manage clusters; node verbs (`server`, `agent`)
 //! run the control plane and node agents.
 
+mod addons;
 mod agent;
 mod controller_manager;
 mod down;
@@ -68,6 +69,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Print, merge or write a cluster's admin kubeconfig.
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// List, enable or disable a cluster's addons.
+    Addons(addons::AddonsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,7 +87,8 @@ fn main() -> std::process::ExitCode {
         | Command::Stop(_)
         | Command::Start(_)
         | Command::Export(_)
-        | Command::Kubeconfig(_) => "warn,kube_client=off",
+        | Command::Kubeconfig(_)
+        | Command::Addons(_) => "warn,kube_client=off",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -125,6 +129,7 @@ fn main() -> std::process::ExitCode {
             Command::Start(args) => stop::start(args).await,
             Command::Export(args) => export::run(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args).await,
+            Command::Addons(args) => addons::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });

@@ -5,28 +5,35 @@ use std::time::Duration;
 use anyhow::Context;
 use kubelab_cluster::create::{self, CreateSpec, PortSpec};
 use kubelab_cluster::provider::{DockerProvider, Provider};
-use kubelab_cluster::{cluster, kubeconfig, node_image};
+use std::path::PathBuf;
+
+use kubelab_cluster::profile::Profile;
+use kubelab_cluster::{addons, cluster, kubeconfig, node_image};
 
 use crate::progress::Steps;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Cluster name.
-    #[arg(long, default_value = cluster::DEFAULT_NAME)]
-    name: String,
-    /// Number of nodes, servers included.
-    #[arg(long, default_value_t = 1)]
-    nodes: u32,
+    /// Cluster name (default: the profile's, else kubelab).
+    #[arg(long)]
+    name: Option<String>,
+    /// Number of nodes, servers included (default: the profile's, else 1).
+    #[arg(long)]
+    nodes: Option<u32>,
     /// Number of servers (more than one needs the HA datastore, not there yet).
-    #[arg(long, default_value_t = 1)]
-    servers: u32,
+    #[arg(long)]
+    servers: Option<u32>,
+    /// A cluster profile (apiVersion kubelab.dev/v1alpha1, kind Cluster; see profiles/).
+    /// Flags given on the command line win over it.
+    #[arg(long)]
+    profile: Option<PathBuf>,
     /// Node image (default: kubelab/node:v<version>, built when missing or older than this
     /// binary).
     #[arg(long)]
     image: Option<String>,
-    /// How long to wait for every node Ready (e.g. 90s, 2m; 0 does not wait).
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
-    wait: Duration,
+    /// How long to wait for every node Ready (e.g. 90s, 2m; 0 does not wait; default 120s).
+    #[arg(long, value_parser = parse_duration)]
+    wait: Option<Duration>,
     /// Keep what was created when `up` fails (for debugging).
     #[arg(long)]
     retain: bool,
@@ -76,24 +83,73 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    if args.nodes == 0 {
+    let profile = match &args.profile {
+        Some(path) => Some(Profile::load(path)?),
+        None => None,
+    };
+    let name = args
+        .name
+        .clone()
+        .or_else(|| profile.as_ref().and_then(|p| p.name.clone()))
+        .unwrap_or_else(|| cluster::DEFAULT_NAME.to_owned());
+    let servers = args
+        .servers
+        .or(profile.as_ref().map(|p| p.servers))
+        .unwrap_or(1);
+    let nodes = args
+        .nodes
+        .or(profile.as_ref().map(|p| p.servers + p.agents))
+        .unwrap_or(1);
+    if nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
-    if args.servers > args.nodes {
-        anyhow::bail!(
-            "--servers ({}) cannot exceed --nodes ({})",
-            args.servers,
-            args.nodes
-        );
+    if servers > nodes {
+        anyhow::bail!("--servers ({servers}) cannot exceed --nodes ({nodes})");
     }
-    let ports = args
-        .ports
+    let wait = match (args.wait, profile.as_ref().and_then(|p| p.wait.clone())) {
+        (Some(w), _) => w,
+        (None, Some(text)) => parse_duration(&text).map_err(anyhow::Error::msg)?,
+        (None, None) => Duration::from_secs(120),
+    };
+    let mut ports = match &profile {
+        Some(p) => p.port_specs()?,
+        None => vec![],
+    };
+    for p in &args.ports {
+        ports.push(PortSpec::parse(p)?);
+    }
+    let mut server_args = profile
+        .as_ref()
+        .map(Profile::server_args)
+        .unwrap_or_default();
+    server_args.extend(args.server_args.iter().cloned());
+    let (update_kubeconfig, switch) = match &profile {
+        Some(p) => (p.kubeconfig.update, p.kubeconfig.switch_context),
+        None => (true, true),
+    };
+    let overrides = profile
+        .as_ref()
+        .map(|p| p.addons.clone())
+        .unwrap_or_default();
+    let mut facts = addons::ClusterFacts::new(&name, nodes as usize);
+    if let Some(p) = &profile {
+        if let Some(s) = &p.networking.pod_subnet {
+            facts.pod_subnet = s.clone();
+        }
+        if let Some(s) = &p.networking.service_subnet {
+            facts.service_subnet = s.clone();
+        }
+    }
+    let addons = addons::enabled(&overrides)?
         .iter()
-        .map(|p| PortSpec::parse(p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|a| Ok((a.name.clone(), addons::render(a, &facts)?)))
+        .collect::<Result<Vec<_>, kubelab_cluster::Error>>()?;
     let docker = DockerProvider::connect().await?;
     let steps = Steps::new();
-    let image = match args.image {
+    let image = match args
+        .image
+        .or_else(|| profile.as_ref().and_then(|p| p.image.clone()))
+    {
         Some(image) => {
             if docker.image_id(&image).await?.is_none() {
                 return Err(kubelab_cluster::Error::ImageMissing {
@@ -107,20 +163,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None => ensure_default_image(&docker, &steps).await?,
     };
     let spec = CreateSpec {
-        name: args.name.clone(),
-        servers: args.servers,
-        agents: args.nodes - args.servers,
+        name,
+        servers,
+        agents: nodes - servers,
         image,
-        api_port: args.api_port,
+        api_port: args.api_port.or(profile.as_ref().and_then(|p| p.api_port)),
         ports,
-        mounts: vec![],
-        server_args: args.server_args,
+        mounts: profile
+            .as_ref()
+            .map(Profile::bind_mounts)
+            .unwrap_or_default(),
+        server_args,
         agent_args: args.agent_args,
-        wait: args.wait,
+        wait,
         retain: args.retain,
-        kubeconfig: (!args.no_kubeconfig)
-            .then(|| (kubeconfig::default_path(), !args.no_switch_context)),
-        addons: vec![],
+        kubeconfig: (update_kubeconfig && !args.no_kubeconfig).then(|| {
+            (
+                kubeconfig::default_path(),
+                switch && !args.no_switch_context,
+            )
+        }),
+        addons,
     };
     let created = create::create(&docker, &spec, &steps).await?;
     println!(

@@ -12,6 +12,7 @@
 //! the same binary) and does not print anything: progress goes through the `Progress` trait the
 //! binary implements.
 
+pub mod addons;
 pub mod apply;
 pub mod cluster;
 pub mod create;
@@ -24,6 +25,7 @@ pub mod node_init;
 pub mod nodes;
 pub mod oci;
 pub mod paths;
+pub mod profile;
 pub mod provider;
 
 pub use error::{Error, Result};

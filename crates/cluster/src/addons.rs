@@ -1,0 +1,254 @@
+//! The addons framework: `addons/<name>/addon.yaml` (metadata) and tera-templated manifests,
+//! compiled into the binary. Rendering takes the cluster's facts; enabling applies the
+//! manifests (server-side apply), disabling deletes their objects, and an addon counts as
+//! enabled in a cluster when every object of its manifests exists there (no state kept
+//! elsewhere).
+
+use kube::api::{Api, DynamicObject};
+use kube::discovery::{Discovery, Scope};
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Every file under `addons/`, by path relative to it.
+const FILES: &[(&str, &str)] = &[
+    (
+        "storage/addon.yaml",
+        include_str!("../../../addons/storage/addon.yaml"),
+    ),
+    (
+        "storage/storageclass.yaml",
+        include_str!("../../../addons/storage/storageclass.yaml"),
+    ),
+];
+
+/// An addon's metadata (`addon.yaml`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Addon {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub description: String,
+    /// On unless a profile turns it off.
+    pub default: bool,
+    /// Addons that must be enabled with it.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Manifest files of the addon's folder, applied in order.
+    pub manifests: Vec<String>,
+}
+
+/// The facts manifests are rendered with.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClusterFacts {
+    pub name: String,
+    pub nodes: usize,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+}
+
+impl ClusterFacts {
+    pub fn new(name: &str, nodes: usize) -> ClusterFacts {
+        ClusterFacts {
+            name: name.to_owned(),
+            nodes,
+            pod_subnet: "10.244.0.0/16".into(),
+            service_subnet: "10.96.0.0/12".into(),
+        }
+    }
+}
+
+fn file(path: &str) -> Option<&'static str> {
+    FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, text)| *text)
+}
+
+/// Parses one addon's metadata.
+pub fn parse(path: &str, text: &str) -> Result<Addon> {
+    let invalid = |reason: String| Error::Addon {
+        name: path.to_owned(),
+        reason,
+    };
+    let addon: Addon = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    if addon.api_version != crate::profile::API_VERSION || addon.kind != "Addon" {
+        return Err(invalid(format!(
+            "expected apiVersion {} and kind Addon",
+            crate::profile::API_VERSION
+        )));
+    }
+    Ok(addon)
+}
+
+/// Every addon, sorted by name.
+pub fn all() -> Vec<Addon> {
+    let mut addons: Vec<Addon> = FILES
+        .iter()
+        .filter(|(p, _)| p.ends_with("/addon.yaml"))
+        .map(|(p, text)| parse(p, text).expect("embedded addons are checked by tests"))
+        .collect();
+    addons.sort_by(|a, b| a.name.cmp(&b.name));
+    addons
+}
+
+pub fn names() -> Vec<String> {
+    all().into_iter().map(|a| a.name).collect()
+}
+
+pub fn find(name: &str) -> Option<Addon> {
+    all().into_iter().find(|a| a.name == name)
+}
+
+/// The addon, or an error listing the known ones.
+pub fn require(name: &str) -> Result<Addon> {
+    find(name).ok_or_else(|| Error::Addon {
+        name: name.to_owned(),
+        reason: format!("no such addon; known: {}", names().join(", ")),
+    })
+}
+
+/// The addon's manifests rendered for a cluster, as one multi-document YAML stream.
+pub fn render(addon: &Addon, facts: &ClusterFacts) -> Result<String> {
+    let mut context = tera::Context::new();
+    context.insert("cluster", facts);
+    let mut out = String::new();
+    for manifest in &addon.manifests {
+        let path = format!("{}/{manifest}", addon.name);
+        let template = file(&path).ok_or_else(|| Error::Addon {
+            name: addon.name.clone(),
+            reason: format!("manifest {manifest} is not in the binary"),
+        })?;
+        let rendered =
+            tera::Tera::one_off(template, &context, false).map_err(|e| Error::Addon {
+                name: addon.name.clone(),
+                reason: format!("cannot render {manifest}: {e:?}"),
+            })?;
+        out.push_str("---\n");
+        out.push_str(&rendered);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The addons enabled by default, with `overrides` (name → on/off) applied, requirements
+/// included.
+pub fn enabled(overrides: &std::collections::BTreeMap<String, bool>) -> Result<Vec<Addon>> {
+    let mut on: Vec<Addon> = Vec::new();
+    for addon in all() {
+        if *overrides.get(&addon.name).unwrap_or(&addon.default) {
+            on.push(addon);
+        }
+    }
+    let mut i = 0;
+    while i < on.len() {
+        for needed in on[i].requires.clone() {
+            if !on.iter().any(|a| a.name == needed) {
+                on.push(require(&needed)?);
+            }
+        }
+        i += 1;
+    }
+    Ok(on)
+}
+
+/// Whether every object of the rendered manifests exists in the cluster.
+pub async fn is_enabled(
+    client: &kube::Client,
+    addon: &Addon,
+    facts: &ClusterFacts,
+) -> Result<bool> {
+    let objects = crate::apply::documents(&render(addon, facts)?)?;
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| Error::Invalid(format!("API discovery: {e}")))?;
+    for object in &objects {
+        let Some(types) = &object.types else {
+            return Ok(false);
+        };
+        let (group, version) = match types.api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", types.api_version.as_str()),
+        };
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, &types.kind);
+        let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else {
+            return Ok(false);
+        };
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object.metadata.namespace.as_deref().unwrap_or("default"),
+                &resource,
+            ),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        let name = object.metadata.name.clone().unwrap_or_default();
+        match api.get_opt(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "cannot read {} {name}: {e}",
+                    resource.kind
+                )))
+            }
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file in addons/ is compiled in, and every addon parses and renders.
+    #[test]
+    fn every_addon_file_is_embedded_parsed_and_rendered() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../addons");
+        let mut on_disk = Vec::new();
+        for dir in std::fs::read_dir(&root).unwrap() {
+            let dir = dir.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&dir).unwrap() {
+                let f = f.unwrap().path();
+                let rel = f.strip_prefix(&root).unwrap().display().to_string();
+                let text = std::fs::read_to_string(&f).unwrap();
+                assert_eq!(
+                    file(&rel),
+                    Some(text.as_str()),
+                    "{rel} is not (or not as is) in FILES"
+                );
+                on_disk.push(rel);
+            }
+        }
+        assert_eq!(
+            on_disk.len(),
+            FILES.len(),
+            "FILES lists a file that is not in addons/"
+        );
+        let facts = ClusterFacts::new("lab", 3);
+        for addon in all() {
+            assert!(!addon.description.is_empty());
+            let yaml = render(&addon, &facts).unwrap();
+            let objects = crate::apply::documents(&yaml).unwrap();
+            assert!(!objects.is_empty(), "{} renders no object", addon.name);
+        }
+        let storage = find("storage").unwrap();
+        assert!(storage.default);
+        assert!(render(&storage, &facts)
+            .unwrap()
+            .contains("dev.kubelab.cluster: \"lab\""));
+    }
+
+    #[test]
+    fn overrides_turn_defaults_off() {
+        let none = enabled(&[("storage".to_owned(), false)].into_iter().collect()).unwrap();
+        assert!(none.iter().all(|a| a.name != "storage"));
+        let default = enabled(&Default::default()).unwrap();
+        assert!(default.iter().any(|a| a.name == "storage"));
+    }
+}
