@@ -591,3 +591,99 @@ spec:
     let pods_yaml = std::fs::read_to_string(export.path().join("pods.yaml")).unwrap();
     assert!(pods_yaml.contains("spread-"), "{pods_yaml}");
 }
+
+/// Acceptance 8 and item 8: a profile (ci.yaml: storage off) drives `up`; `addons list` shows
+/// each addon's state; enable/disable add and remove the StorageClass; a claim of the default
+/// class binds once a pod uses it.
+#[test]
+fn addons_and_profiles() {
+    let image = "kubelab-test/busybox:1";
+    build_test_image(image);
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/ci.yaml");
+    let cluster = Cluster::up("kl-addons", &["--profile", profile.to_str().unwrap()]);
+    // ci.yaml merges without switching the current context.
+    let config = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    assert!(config.contains("name: kubelab-kl-addons"), "{config}");
+    assert!(
+        !config.contains("current-context: kubelab-kl-addons"),
+        "{config}"
+    );
+    let kubectl = |args: &[&str]| {
+        let mut all = vec!["--context", "kubelab-kl-addons"];
+        all.extend_from_slice(args);
+        cluster.kubectl(&all)
+    };
+    let state = |cluster: &Cluster| {
+        let list = cluster.ok(&["addons", "list", "--name", "kl-addons"]);
+        list.lines()
+            .find(|l| l.starts_with("storage "))
+            .map(|l| common::columns(l)[2].to_owned())
+            .unwrap_or_else(|| panic!("{list}"))
+    };
+    // The server makes `standard` itself at first start; the addon owns it from then on.
+    cluster.ok(&["addons", "disable", "storage", "--name", "kl-addons"]);
+    assert_eq!(state(&cluster), "disabled");
+    let out = kubectl(&["get", "storageclass", "standard"]);
+    assert!(!out.success(), "{}", out.stdout);
+    cluster.ok(&["addons", "enable", "storage", "--name", "kl-addons"]);
+    assert_eq!(state(&cluster), "enabled");
+    let out = kubectl(&["get", "storageclass"]);
+    assert!(out.stdout.contains("standard (default)"), "{}", out.stdout);
+
+    cluster.ok(&["load", "image", image, "--name", "kl-addons"]);
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: writer}}
+spec:
+  containers:
+  - name: main
+    image: {image}
+    command: ["sh", "-c", "echo persisted > /data/file; while :; do sleep 1; done"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {{claimName: data}}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pvc.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let out = kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.success(), "{}", out.stderr);
+    eventually("the claim Bound", WAIT, || {
+        let out = kubectl(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]);
+        (out.stdout == "Bound").then_some(())
+    });
+    eventually("the pod writing to its volume", WAIT, || {
+        let out = kubectl(&["exec", "writer", "--", "cat", "/data/file"]);
+        (out.stdout.trim() == "persisted").then_some(())
+    });
+}
+
+/// Item 10: `kubelab` without a reachable engine says how to start it, in one line.
+#[test]
+fn unreachable_engine_says_how_to_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(kubelab_bin());
+    cmd.args(["list"]).env(
+        "DOCKER_HOST",
+        format!("unix://{}/no-docker.sock", dir.path().display()),
+    );
+    let out = run_with_deadline(cmd, None, Duration::from_secs(30));
+    assert!(!out.success());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].contains("cannot reach the Docker engine") && lines[0].contains("dockerd"),
+        "{}",
+        lines[0]
+    );
+}

@@ -148,7 +148,7 @@ impl Profile {
         for port in &profile.ports {
             port.spec().map_err(|e| invalid(e.to_string()))?;
         }
-        for (addon, _) in &profile.addons {
+        for addon in profile.addons.keys() {
             if crate::addons::find(addon).is_none() {
                 return Err(invalid(format!(
                     "unknown addon {addon:?}; known: {}",
