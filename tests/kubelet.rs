@@ -626,6 +626,8 @@ spec:
     );
     let table = cluster.ok(&["get", "pod", "crash"]);
     assert!(table.contains("CrashLoopBackOff"), "{table}");
+    let previous = cluster.ok(&["logs", "crash", "--previous"]);
+    assert_eq!(previous, "bye\n");
     // An absent image: ErrImagePull, then ImagePullBackOff, with events.
     cluster.wait_pod("absent", "ImagePullBackOff", |p| {
         container_status(p, "main")["state"]["waiting"]["reason"] == "ImagePullBackOff"
@@ -956,4 +958,82 @@ fn logs_exec_port_forward_and_cp_through_the_api_server() {
     );
     assert_eq!(out.stdout, "piped\n", "{out:?}");
     assert_eq!(out.status.and_then(|s| s.code()), Some(4), "{out:?}");
+}
+
+// Init containers run in order before the containers; restartPolicy Never ends in Succeeded
+// or Failed.
+#[test]
+fn init_containers_then_completion() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: job-like
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: work
+    emptyDir: {{}}
+  initContainers:
+  - name: first
+    image: {image}
+    command: [sh, -c, 'echo one > /work/steps']
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  - name: second
+    image: {image}
+    command: [sh, -c, 'echo two >> /work/steps']
+    volumeMounts: [{{name: work, mountPath: /work}}]
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, 'test \"$(cat /work/steps)\" = \"$(printf \"one\\ntwo\")\" && echo in-order']
+    volumeMounts: [{{name: work, mountPath: /work}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fails
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, 'echo failing > /dev/termination-log; exit 7']
+",
+        image = containerd::BUSYBOX
+    ));
+    let p = cluster.wait_pod("job-like", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let init = p["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(init.len(), 2);
+    for s in init {
+        assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{s}");
+        assert_eq!(s["state"]["terminated"]["exitCode"], 0, "{s}");
+    }
+    assert_eq!(
+        container_status(&p, "main")["state"]["terminated"]["exitCode"],
+        0
+    );
+    assert_eq!(cluster.ok(&["logs", "job-like"]), "in-order\n");
+    let p = cluster.wait_pod("fails", "Failed", |p| p["status"]["phase"] == "Failed");
+    let t = &container_status(&p, "main")["state"]["terminated"];
+    assert_eq!(t["exitCode"], 7, "{p}");
+    assert_eq!(t["reason"], "Error", "{p}");
+    assert_eq!(t["message"], "failing\n", "{p}");
+    let table = cluster.ok(&["get", "pods"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("job-like") && l.contains("Completed")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("fails") && l.contains("Error")),
+        "{table}"
+    );
 }

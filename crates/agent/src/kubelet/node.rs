@@ -438,7 +438,7 @@ pub async fn run(kubelet: Arc<Kubelet>) {
                 if last_posted.as_ref() != Some(&(p, ready.clone())) || due {
                     let current = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
                     let body = json!({"status": {"conditions": conditions(&current, p, &ready, Timestamp::now())}});
-                    match nodes.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&body)).await {
+                    match nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
                         Ok(n) => {
                             node = n;
                             last_posted = Some((p, ready));

@@ -1,0 +1,235 @@
+//! Node agent benchmark: `cargo bench --bench kubelet`.
+//!
+//! A fresh `kubelab server`, a private containerd (tests/common/containerd.rs) and one
+//! `kubelab agent`; 50 pods of the preloaded busybox image (`sleep`, imagePullPolicy
+//! IfNotPresent) created at once by kube-rs. Reports pod startup latency (creation request →
+//! Running and Ready seen through a watch) p50/p99/max, and the agent's RSS (now and peak).
+//! Figures only: nothing here fails on a missed target (p99 ≤ 1 s, RSS ≤ 24 MB).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/common/containerd.rs"]
+mod containerd;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use containerd::Containerd;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher::{self, watcher, Event};
+
+const PODS: usize = 50;
+const NAMESPACE: &str = "default";
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn rss_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let ctrd = Containerd::start();
+    let server = TestServer::start_args(&["--cluster-cidr", "10.231.0.0/16"]);
+    let tls = server.data_dir().join("tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+    let ca = kubelab_pki::CertPair {
+        cert_pem: read("ca.crt"),
+        key_pem: read("ca.key"),
+    };
+    let cert =
+        kubelab_pki::issue_client_cert(&ca, "system:node:bench-node", &["system:nodes"]).unwrap();
+    let kubeconfig = server.root().join("bench-node.kubeconfig");
+    let url = server.url();
+    kubelab_pki::write_kubeconfig(
+        &kubeconfig,
+        &kubelab_pki::KubeconfigSpec {
+            cluster_name: "kubelab",
+            context_name: "kubelab",
+            user_name: "system:node:bench-node",
+            server: &url,
+            ca_pem: &ca.cert_pem,
+            client: &cert,
+        },
+    )
+    .unwrap();
+    let log = std::fs::File::create(server.root().join("agent.log")).unwrap();
+    let agent = Agent(
+        Command::new(common::kubelab_bin())
+            .args([
+                "agent",
+                "--node-name",
+                "bench-node",
+                "--node-ip",
+                "127.0.0.1",
+                "--kubelet-port",
+                "0",
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .arg("--containerd-socket")
+            .arg(&ctrd.socket)
+            .arg("--root-dir")
+            .arg(ctrd.root().join("agent"))
+            .arg("--cni-conf-dir")
+            .arg(&ctrd.cni_conf_dir)
+            .args(["--cni-bridge", &ctrd.bridge])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start kubelab agent"),
+    );
+    let pid = agent.0.id();
+    let (latencies, idle_rss, total) = server.block_on(async {
+        let client = server.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+        // Wait for the node to take pods: one warm-up pod (not counted).
+        let warm = pod("warm-up");
+        pods.create(&PostParams::default(), &warm).await.unwrap();
+        let until = Instant::now() + DEADLINE;
+        while !pods
+            .get("warm-up")
+            .await
+            .map(|p| ready(&p))
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < until, "the warm-up pod never got Ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let idle_rss = rss_mib(pid, "VmRSS:");
+        let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let readied: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let watch = {
+            let readied = readied.clone();
+            let pods = pods.clone();
+            tokio::spawn(async move {
+                let stream = watcher(pods, watcher::Config::default().labels("bench=kubelet"));
+                futures::pin_mut!(stream);
+                while let Some(Ok(event)) = stream.next().await {
+                    if let Event::Apply(p) | Event::InitApply(p) = event {
+                        if ready(&p) {
+                            let name = p.metadata.name.clone().unwrap_or_default();
+                            readied
+                                .lock()
+                                .unwrap()
+                                .entry(name)
+                                .or_insert_with(Instant::now);
+                        }
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let start = Instant::now();
+        let creates = (0..PODS).map(|i| {
+            let pods = pods.clone();
+            let created = created.clone();
+            async move {
+                let name = format!("bench-{i}");
+                let mut p = pod(&name);
+                p.metadata.labels = Some([("bench".to_string(), "kubelet".to_string())].into());
+                created.lock().unwrap().insert(name, Instant::now());
+                pods.create(&PostParams::default(), &p).await.unwrap();
+            }
+        });
+        futures::future::join_all(creates).await;
+        let until = Instant::now() + DEADLINE;
+        while readied.lock().unwrap().len() < PODS && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let total = start.elapsed();
+        watch.abort();
+        let created = created.lock().unwrap().clone();
+        let readied = readied.lock().unwrap().clone();
+        let mut latencies: Vec<Duration> = readied
+            .iter()
+            .filter_map(|(name, at)| Some(at.saturating_duration_since(*created.get(name)?)))
+            .collect();
+        latencies.sort();
+        (latencies, idle_rss, total)
+    });
+    let rss = rss_mib(pid, "VmRSS:");
+    let peak = rss_mib(pid, "VmHWM:");
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    let max = latencies.last().copied().unwrap_or_default();
+    println!("kubelet benchmark: {PODS} pods of a preloaded image on one agent");
+    println!(
+        "  pods Ready:            {}/{PODS} in {:.2} s",
+        latencies.len(),
+        total.as_secs_f64()
+    );
+    println!("  startup latency p50:   {:.3} s", p50.as_secs_f64());
+    println!(
+        "  startup latency p99:   {:.3} s  (target <= 1 s: {})",
+        p99.as_secs_f64(),
+        if p99 <= Duration::from_secs(1) {
+            "ok"
+        } else {
+            "MISSED"
+        }
+    );
+    println!("  startup latency max:   {:.3} s", max.as_secs_f64());
+    println!("  agent RSS idle (1 pod): {idle_rss:.1} MiB");
+    println!(
+        "  agent RSS with {} pods: {rss:.1} MiB, peak {peak:.1} MiB  (target <= 24 MB: {})",
+        PODS + 1,
+        if peak <= 24.0 * 1e6 / (1 << 20) as f64 {
+            "ok"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main",
+                "image": containerd::BUSYBOX,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"],
+            }],
+        },
+    }))
+    .unwrap()
+}
