@@ -1037,3 +1037,75 @@ spec:
         "{table}"
     );
 }
+
+// Resources become cgroup limits; securityContext applies; a hostPort reaches the pod.
+#[test]
+fn resources_security_context_and_host_port() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: limited
+spec:
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 3000
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, 'echo host-port-ok > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']
+    workingDir: /tmp
+    env:
+    - name: MEM
+      valueFrom:
+        resourceFieldRef:
+          resource: limits.memory
+          divisor: 1Mi
+    ports:
+    - containerPort: 8080
+      hostPort: 18{port}
+    resources:
+      requests: {{cpu: 100m, memory: 32Mi}}
+      limits: {{cpu: 500m, memory: 64Mi}}
+    securityContext:
+      readOnlyRootFilesystem: false
+      capabilities:
+        drop: [ALL]
+  - name: readonly
+    image: {image}
+    command: [sh, -c, 'sleep 3600']
+    securityContext:
+      readOnlyRootFilesystem: true
+",
+        image = containerd::BUSYBOX,
+        port = 100 + std::process::id() % 800
+    ));
+    let p = cluster.wait_pod("limited", "Running", |p| p["status"]["phase"] == "Running");
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+    let sh = |c: &str, script: &str| cluster.exec("limited", c, &["sh", "-c", script]);
+    assert_eq!(sh("main", "id -u; id -g; pwd").1, "1000\n3000\n/tmp\n");
+    assert_eq!(sh("main", "echo $MEM").1, "64\n");
+    let limit = sh("main", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max").1;
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    let quota = sh("main", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max").1;
+    assert_eq!(quota.trim(), "50000");
+    let caps = sh("main", "grep CapEff /proc/self/status").1;
+    assert!(caps.contains("0000000000000000"), "{caps}");
+    let (code, _) = sh("readonly", "touch /should-fail");
+    assert_ne!(code, 0, "the root filesystem should be read-only");
+    let host_port: u16 = 18000 + 100 + (std::process::id() % 800) as u16;
+    // portmap DNATs traffic to the host's addresses (127.0.0.1 would need route_localnet).
+    let host_ip = {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect("192.0.2.1:9").ok();
+        s.local_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    };
+    let body = cluster.eventually("the hostPort answers", || {
+        http_get(&host_ip, host_port, "/").filter(|b| b.contains("host-port-ok"))
+    });
+    assert!(body.contains("200 OK"), "{body}");
+}

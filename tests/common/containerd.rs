@@ -307,6 +307,8 @@ pub fn busybox_image(work: &Path, name: &str, cmd: &[&str], entrypoint: &[&str])
     ] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let busybox = busybox_binary();
     std::fs::copy(&busybox, rootfs.join("bin/busybox")).unwrap();
     let list = Command::new(&busybox).arg("--list").output().unwrap();
