@@ -14,6 +14,14 @@ pub struct NodeImageArgs {
 enum NodeImageCommand {
     /// Build the node image (the base once, then the kubelab binary on top).
     Build(BuildArgs),
+    /// Inside a node: make and import the system image into containerd (run at boot by
+    /// node-init).
+    #[command(hide = true)]
+    ImportSystem {
+        /// containerd's snapshotter.
+        #[arg(long, default_value = "overlayfs")]
+        snapshotter: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -34,6 +42,19 @@ struct BuildArgs {
 
 pub async fn run(args: NodeImageArgs) -> anyhow::Result<()> {
     match args.command {
+        NodeImageCommand::ImportSystem { snapshotter } => {
+            let kubelab = std::env::current_exe().context("cannot find the kubelab binary")?;
+            let started = std::time::Instant::now();
+            if kubelab_cluster::node_init::containerd::ensure_system_image(&kubelab, &snapshotter)?
+            {
+                println!(
+                    "imported {} in {:.1}s",
+                    kubelab_cluster::node_init::containerd::system_image(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
         NodeImageCommand::Build(build) => {
             let docker = DockerProvider::connect().await?;
             let options = BuildOptions {

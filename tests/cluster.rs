@@ -214,6 +214,41 @@ fn one_node_cluster_up_and_down() {
         "{status}"
     );
 
+    // The system image is made and imported at boot, in the background; a pod runs kubelab
+    // from it.
+    let image = format!("kubelab.local/system:v{}", env!("CARGO_PKG_VERSION"));
+    eventually(
+        "the system image in the node's containerd",
+        Duration::from_secs(180),
+        || {
+            let out = docker(&[
+                "exec",
+                "kl-one-server-0",
+                "ctr",
+                "-n",
+                "k8s.io",
+                "images",
+                "ls",
+                "-q",
+            ]);
+            out.stdout.lines().any(|l| l == image).then_some(())
+        },
+    );
+    let out = cluster.kubectl(&[
+        "run",
+        "version",
+        "--image",
+        &image,
+        "--restart=Never",
+        "--",
+        "--version",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    eventually("kubelab --version in a pod", WAIT, || {
+        let out = cluster.kubectl(&["logs", "version"]);
+        out.stdout.starts_with("kubelab ").then_some(())
+    });
+
     let out = cluster.kubelab(&["down", "kl-one"]);
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(leftovers("kl-one"), Vec::<String>::new());

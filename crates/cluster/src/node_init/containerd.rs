@@ -136,6 +136,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn libraries_from_ldd() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            linked_libraries(ldd),
+            [
+                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+    }
+
+    #[test]
     fn config_names_sandbox_image_and_cni_dirs() {
         let text = config(true, "overlayfs");
         assert!(text.contains("sandbox_image = \"kubelab.local/pause:1\""));
@@ -143,4 +156,99 @@ mod tests {
         assert!(text.contains("bin_dir = \"/usr/lib/cni\""));
         assert!(text.contains("snapshotter = \"overlayfs\""));
     }
+}
+
+/// The image kubelab's own system pods run (DNS, ingress, load balancer addons): the node's
+/// kubelab binary with the shared libraries it links, busybox and the CA bundle.
+pub fn system_image() -> String {
+    format!("kubelab.local/system:v{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The shared libraries `binary` loads, from `ldd`'s output (paths only).
+pub fn linked_libraries(ldd_output: &str) -> Vec<String> {
+    ldd_output
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| path.to_owned())
+        })
+        .collect()
+}
+
+/// Builds and imports the system image unless containerd has it. Run at boot, in the
+/// background (`kubelab node-init --import-system-image`), after the node's components start.
+pub fn ensure_system_image(kubelab: &Path, snapshotter: &str) -> Result<bool> {
+    use crate::oci::Entry;
+    let image = system_image();
+    if has_image(&image) {
+        return Ok(false);
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::node_init("build the system image", "busybox is not in the node image")
+        })?;
+    let ldd = Command::new("ldd")
+        .arg(kubelab)
+        .output()
+        .map_err(|e| Error::node_init("run ldd", e))?;
+    let mut entries = busybox_entries(
+        busybox,
+        &["sh", "cat", "ls", "sleep", "wget", "nslookup", "ps"],
+    );
+    entries.push(Entry::Dir("usr".into()));
+    entries.push(Entry::Dir("usr/local".into()));
+    entries.push(Entry::Dir("usr/local/bin".into()));
+    entries.push(Entry::HostFile(
+        "usr/local/bin/kubelab".into(),
+        0o755,
+        kubelab.to_owned(),
+    ));
+    let mut dirs: Vec<String> = Vec::new();
+    for library in linked_libraries(&String::from_utf8_lossy(&ldd.stdout)) {
+        let real = std::fs::canonicalize(&library).unwrap_or_else(|_| library.clone().into());
+        let relative = library.trim_start_matches('/').to_owned();
+        let mut dir = String::new();
+        for part in Path::new(&relative)
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.iter())
+        {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(&part.to_string_lossy());
+            if !dirs.contains(&dir) {
+                dirs.push(dir.clone());
+                entries.push(Entry::Dir(dir.clone()));
+            }
+        }
+        entries.push(Entry::HostFile(relative, 0o755, real));
+    }
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if bundle.is_file() {
+        entries.push(Entry::Dir("etc/ssl".into()));
+        entries.push(Entry::Dir("etc/ssl/certs".into()));
+        entries.push(Entry::HostFile(
+            "etc/ssl/certs/ca-certificates.crt".into(),
+            0o644,
+            bundle.to_owned(),
+        ));
+    }
+    let archive = docker_archive(
+        &image,
+        &entries,
+        &ImageConfig {
+            entrypoint: vec!["/usr/local/bin/kubelab".into()],
+            ..Default::default()
+        },
+    )?;
+    import(&archive, snapshotter)?;
+    Ok(true)
 }

@@ -103,7 +103,7 @@ pub fn run(config: NodeInitConfig) -> Result<()> {
         }
     ));
 
-    let mut supervisor = Supervisor::new(components(&config), signals);
+    let mut supervisor = Supervisor::new(components(&config, snapshotter), signals);
     let outcome = supervisor.run(&config, snapshotter, started);
     supervisor.stop_all();
     outcome
@@ -131,9 +131,14 @@ struct Component {
     /// Whether its output also goes to the container's output (containerd's only goes to its
     /// log file: it is verbose and rarely what a reader of `docker logs` looks for).
     echo: bool,
+    /// A task run once, at low priority, after every other component started (restarted only
+    /// when it fails).
+    one_shot: bool,
+    /// A one-shot task that succeeded.
+    done: bool,
 }
 
-fn components(config: &NodeInitConfig) -> Vec<Component> {
+fn components(config: &NodeInitConfig, snapshotter: &str) -> Vec<Component> {
     let kubelab = config.kubelab.clone();
     let mut list = vec![Component {
         name: "containerd",
@@ -146,6 +151,8 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
         last_start: None,
         ready_to_start: |_| true,
         echo: false,
+        one_shot: false,
+        done: false,
     }];
     let agent_env = |token: Option<String>| {
         token
@@ -196,6 +203,8 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
                 last_start: None,
                 ready_to_start: |_| containerd_ready(),
                 echo: true,
+                one_shot: false,
+                done: false,
             });
             if config.server_runs_agent {
                 list.push(Component {
@@ -214,6 +223,8 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
                             && Path::new(SERVER_DATA_DIR).join("node-token").is_file()
                     },
                     echo: true,
+                    one_shot: false,
+                    done: false,
                 });
             }
         }
@@ -230,9 +241,30 @@ fn components(config: &NodeInitConfig) -> Vec<Component> {
                 last_start: None,
                 ready_to_start: |_| containerd_ready(),
                 echo: true,
+                one_shot: false,
+                done: false,
             });
         }
     }
+    list.push(Component {
+        name: "system-image",
+        program: config.kubelab.clone(),
+        args: vec![
+            "node-image".into(),
+            "import-system".into(),
+            "--snapshotter".into(),
+            snapshotter.to_owned(),
+        ],
+        env: vec![],
+        pid: None,
+        start_at: None,
+        failures: 0,
+        last_start: None,
+        ready_to_start: |_| containerd_ready(),
+        echo: true,
+        one_shot: true,
+        done: false,
+    });
     list
 }
 
@@ -286,8 +318,12 @@ impl Supervisor {
             }
             let now = Instant::now();
             for i in 0..self.components.len() {
+                let others_started = self
+                    .components
+                    .iter()
+                    .all(|o| o.one_shot || o.last_start.is_some());
                 let c = &mut self.components[i];
-                if c.pid.is_some() {
+                if c.pid.is_some() || c.done || (c.one_shot && !others_started) {
                     continue;
                 }
                 let due = match c.start_at {
@@ -341,6 +377,10 @@ impl Supervisor {
                     let Some(pid) = status.pid() else { return };
                     if let Some(c) = self.components.iter_mut().find(|c| c.pid == Some(pid)) {
                         c.pid = None;
+                        if c.one_shot && matches!(status, WaitStatus::Exited(_, 0)) {
+                            c.done = true;
+                            continue;
+                        }
                         say(&format!("{} exited ({status:?}); restarting it", c.name));
                         schedule_restart(c);
                     }
