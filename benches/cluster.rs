@@ -34,7 +34,12 @@ fn kubelab(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
 }
 
 fn check(out: Output, what: &str) -> Output {
-    assert!(out.success(), "{what} failed:\n{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "{what} failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     out
 }
 
@@ -50,7 +55,16 @@ fn bare_containers(image: &str, n: usize) -> f64 {
         .map(|name| {
             let (name, image) = (name.clone(), image.to_owned());
             std::thread::spawn(move || {
-                docker(&["run", "-d", "--name", &name, "--entrypoint", "sleep", &image, "infinity"])
+                docker(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    &name,
+                    "--entrypoint",
+                    "sleep",
+                    &image,
+                    "infinity",
+                ])
             })
         })
         .collect();
@@ -69,7 +83,10 @@ fn up(kubeconfig: &std::path::Path, name: &str, n: usize) -> f64 {
     let _ = kubelab(kubeconfig, &["down", name]);
     let nodes = n.to_string();
     let started = Instant::now();
-    check(kubelab(kubeconfig, &["up", "--name", name, "--nodes", &nodes]), "kubelab up");
+    check(
+        kubelab(kubeconfig, &["up", "--name", name, "--nodes", &nodes]),
+        "kubelab up",
+    );
     started.elapsed().as_secs_f64()
 }
 
@@ -79,7 +96,10 @@ fn cluster_memory(name: &str) -> u64 {
     let ids = check(docker(&["ps", "-q", "--filter", &filter]), "docker ps").stdout;
     let mut total = 0;
     for id in ids.lines() {
-        let out = check(docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", id]), "docker stats");
+        let out = check(
+            docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", id]),
+            "docker stats",
+        );
         let used = out.stdout.split('/').next().unwrap_or("").trim().to_owned();
         total += parse_size(&used);
     }
@@ -88,7 +108,9 @@ fn cluster_memory(name: &str) -> u64 {
 
 /// "60.04MiB" → bytes.
 fn parse_size(text: &str) -> u64 {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.trim().parse().unwrap_or(0.0);
     let factor = match unit {
@@ -109,13 +131,19 @@ fn main() {
     let kubeconfig = dir.path().join("config");
     let out = kubelab(&kubeconfig, &["list"]);
     assert!(out.success(), "a Docker engine is needed: {}", out.stderr);
-    check(kubelab(&kubeconfig, &["node-image", "build"]), "kubelab node-image build");
+    check(
+        kubelab(&kubeconfig, &["node-image", "build"]),
+        "kubelab node-image build",
+    );
     let image = format!("kubelab/node:v{}", env!("CARGO_PKG_VERSION"));
-    let size = check(docker(&["image", "inspect", "--format", "{{.Size}}", &image]), "docker image inspect")
-        .stdout
-        .trim()
-        .parse::<u64>()
-        .unwrap_or(0);
+    let size = check(
+        docker(&["image", "inspect", "--format", "{{.Size}}", &image]),
+        "docker image inspect",
+    )
+    .stdout
+    .trim()
+    .parse::<u64>()
+    .unwrap_or(0);
 
     let bare_1 = bare_containers(&image, 1);
     let up_1 = up(&kubeconfig, "bench-1", 1);
@@ -125,10 +153,14 @@ fn main() {
     // Idle: the background system image import has finished on every node.
     let system = format!("kubelab.local/system:v{}", env!("CARGO_PKG_VERSION"));
     for node in ["bench-3-server-0", "bench-3-agent-0", "bench-3-agent-1"] {
-        common::eventually("the system image imported", Duration::from_secs(300), || {
-            let out = docker(&["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"]);
-            out.stdout.lines().any(|l| l == system).then_some(())
-        });
+        common::eventually(
+            "the system image imported",
+            Duration::from_secs(300),
+            || {
+                let out = docker(&["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"]);
+                out.stdout.lines().any(|l| l == system).then_some(())
+            },
+        );
     }
     let memory = cluster_memory("bench-3");
     let _ = kubelab(&kubeconfig, &["down", "bench-3"]);
@@ -138,6 +170,9 @@ fn main() {
     println!("|---|---|---|---|");
     println!("| 1 node: up to Ready | {up_1:.1} s | {bare_1:.2} s | ≤ 3 s |");
     println!("| 3 nodes: up to Ready | {up_3:.1} s | {bare_3:.2} s | ≤ 4 s |");
-    println!("| 3-node cluster memory (sum over node containers) | {:.0} MB | | ≤ 400 MB |", memory as f64 / 1e6);
+    println!(
+        "| 3-node cluster memory (sum over node containers) | {:.0} MB | | ≤ 400 MB |",
+        memory as f64 / 1e6
+    );
     println!("| node image size | {:.0} MB | | |", size as f64 / 1e6);
 }

@@ -131,33 +131,6 @@ pub fn ensure_pause_image(snapshotter: &str) -> Result<bool> {
     Ok(true)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn libraries_from_ldd() {
-        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
-        assert_eq!(
-            linked_libraries(ldd),
-            [
-                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-                "/lib/x86_64-linux-gnu/libc.so.6",
-                "/lib64/ld-linux-x86-64.so.2"
-            ]
-        );
-    }
-
-    #[test]
-    fn config_names_sandbox_image_and_cni_dirs() {
-        let text = config(true, "overlayfs");
-        assert!(text.contains("sandbox_image = \"kubelab.local/pause:1\""));
-        assert!(text.contains("restrict_oom_score_adj = true"));
-        assert!(text.contains("bin_dir = \"/usr/lib/cni\""));
-        assert!(text.contains("snapshotter = \"overlayfs\""));
-    }
-}
-
 /// The image kubelab's own system pods run (DNS, ingress, load balancer addons): the node's
 /// kubelab binary with the shared libraries it links, busybox and the CA bundle.
 pub fn system_image() -> String {
@@ -251,4 +224,31 @@ pub fn ensure_system_image(kubelab: &Path, snapshotter: &str) -> Result<bool> {
     )?;
     import(&archive, snapshotter)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libraries_from_ldd() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            linked_libraries(ldd),
+            [
+                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_names_sandbox_image_and_cni_dirs() {
+        let text = config(true, "overlayfs");
+        assert!(text.contains("sandbox_image = \"kubelab.local/pause:1\""));
+        assert!(text.contains("restrict_oom_score_adj = true"));
+        assert!(text.contains("bin_dir = \"/usr/lib/cni\""));
+        assert!(text.contains("snapshotter = \"overlayfs\""));
+    }
 }
