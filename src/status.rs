@@ -57,7 +57,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         println!(
             "  {:<28} {:<7} {:<9} {:<15} {}",
             node.name,
-            node.role,
+            node.role.as_str(),
             node.state,
             node.ip
                 .map(|ip| ip.to_string())

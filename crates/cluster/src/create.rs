@@ -298,15 +298,34 @@ impl Run<'_> {
         let spec = self.spec;
         let network = network_name(&spec.name);
         action(progress, &format!("Creating network {network}"), async {
-            let gateway = cluster::host_address(&self.subnet, 1)?;
-            self.provider
-                .ensure_network(&NetworkSpec {
-                    name: network.clone(),
-                    cluster: spec.name.clone(),
-                    subnet: self.subnet.clone(),
-                    gateway,
-                })
-                .await?;
+            // Another `up` may take the same /24 between our listing and our creation: the
+            // engine refuses the overlap, and the next free one is tried.
+            let mut taken: Vec<String> = Vec::new();
+            for attempt in 0.. {
+                let gateway = cluster::host_address(&self.subnet, 1)?;
+                let created = self
+                    .provider
+                    .ensure_network(&NetworkSpec {
+                        name: network.clone(),
+                        cluster: spec.name.clone(),
+                        subnet: self.subnet.clone(),
+                        gateway,
+                    })
+                    .await;
+                match created {
+                    Ok(()) => break,
+                    Err(Error::Engine { message, .. })
+                        if message.contains("overlap") && attempt < 8 =>
+                    {
+                        taken.push(self.subnet.clone());
+                        let mut used = self.provider.used_subnets().await?;
+                        used.extend(taken.iter().cloned());
+                        self.subnet = cluster::pick_subnet(&used, &spec.name)?.0;
+                        self.nodes = planned_nodes(spec, &self.subnet)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(((), self.subnet.clone()))
         })
         .await?;
@@ -715,6 +734,92 @@ pub type SharedProvider = Arc<dyn Provider>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::fake::{FakeProvider, FakeState};
+
+    fn spec(name: &str) -> CreateSpec {
+        CreateSpec {
+            name: name.into(),
+            servers: 1,
+            agents: 1,
+            image: "kubelab/node:test".into(),
+            api_port: None,
+            ports: vec![],
+            mounts: vec![],
+            server_args: vec![],
+            agent_args: vec![],
+            wait: Duration::from_secs(1),
+            retain: false,
+            kubeconfig: None,
+            addons: vec![],
+        }
+    }
+
+    /// A /24 another `up` takes between our listing and our creation is skipped (the nodes get
+    /// addresses in the next one), and a failure later removes everything this run made.
+    #[tokio::test]
+    async fn a_subnet_taken_meanwhile_is_skipped_and_a_failure_removes_everything() {
+        let (first, _) = cluster::pick_subnet(&[], "race").unwrap();
+        let fake = FakeProvider::with(FakeState {
+            race_subnets: vec![first.clone()],
+            fail_start: Some("port is already allocated".into()),
+            ..Default::default()
+        });
+        let err = create(&fake, &spec("race"), &Silent).await.unwrap_err();
+        assert!(
+            err.to_string().contains("port is already allocated"),
+            "{err}"
+        );
+        let state = fake.state.lock().unwrap();
+        let attempts: Vec<&String> = state
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("ensure_network"))
+            .collect();
+        assert_eq!(attempts.len(), 2, "{:?}", state.calls);
+        assert!(attempts[0].ends_with(&first));
+        assert!(!attempts[1].ends_with(&first));
+        assert!(state.calls.iter().any(|c| c == "create_node race-server-0"));
+        assert!(state
+            .calls
+            .iter()
+            .any(|c| c == "upload race-server-0 /var/lib"));
+        assert!(state.nodes.is_empty(), "{:?}", state.nodes.keys());
+        assert!(state.volumes.is_empty(), "{:?}", state.volumes);
+        assert!(state.networks.is_empty(), "{:?}", state.networks);
+    }
+
+    /// `--retain` keeps what a failed run made.
+    #[tokio::test]
+    async fn retain_keeps_a_failed_cluster() {
+        let fake = FakeProvider::with(FakeState {
+            fail_start: Some("no".into()),
+            ..Default::default()
+        });
+        let mut spec = spec("kept");
+        spec.retain = true;
+        create(&fake, &spec, &Silent).await.unwrap_err();
+        let state = fake.state.lock().unwrap();
+        assert_eq!(state.nodes.len(), 2);
+        assert_eq!(state.volumes.len(), 2);
+        assert_eq!(state.networks.len(), 1);
+    }
+
+    /// A name in use is refused before anything is made, and the existing cluster is left alone.
+    #[tokio::test]
+    async fn an_existing_cluster_is_never_touched() {
+        let fake = FakeProvider::default();
+        fake.create_volume("taken-server-0-var", "taken")
+            .await
+            .unwrap();
+        let err = create(&fake, &spec("taken"), &Silent).await.unwrap_err();
+        assert!(matches!(err, Error::ClusterExists { .. }), "{err}");
+        let state = fake.state.lock().unwrap();
+        assert_eq!(state.volumes.len(), 1);
+        assert!(!state
+            .calls
+            .iter()
+            .any(|c| c.starts_with("remove") || c.starts_with("ensure")));
+    }
 
     #[test]
     fn port_specs() {

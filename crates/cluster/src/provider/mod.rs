@@ -4,6 +4,8 @@
 //! containers, network and volumes a provider holds: there is no state file to drift.
 
 mod docker;
+#[cfg(test)]
+pub(crate) mod fake;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -59,7 +61,8 @@ impl Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // pad, not write_str: tables align on `{:<7}`.
+        f.pad(self.as_str())
     }
 }
 
