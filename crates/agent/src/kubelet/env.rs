@@ -131,9 +131,6 @@ pub fn service_env(
         if !(is_master || (enable_links && ns == pod_namespace)) {
             continue;
         }
-        if is_master && pod_namespace != "default" && enable_links {
-            // Listed once, as the master service.
-        }
         let Some(spec) = &svc.spec else { continue };
         let Some(ip) = spec
             .cluster_ip

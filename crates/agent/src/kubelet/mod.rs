@@ -32,7 +32,7 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -620,9 +620,4 @@ async fn remove_orphans(kubelet: Arc<Kubelet>, known: Vec<String>) {
             let _ = std::fs::remove_dir_all(kubelet.log_dir(&m.namespace, &m.name, uid));
         }
     }
-}
-
-/// Whether `path` exists (for callers outside this module).
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

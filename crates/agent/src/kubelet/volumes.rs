@@ -74,7 +74,6 @@ pub struct VolumeContext<'a> {
     pub pod_ip: &'a str,
     pub node_allocatable_cpu_millis: i64,
     pub node_allocatable_memory: i64,
-    pub ca_pem: &'a str,
 }
 
 /// Sets up (or refreshes) every volume of the pod; returns the host path of each by name.

@@ -489,7 +489,6 @@ impl Worker {
             return Ok(());
         }
         let pod_dir = self.pod_dir();
-        let ca = self.kubelet.config.client_ca_pem.clone();
         let host_ip = self.kubelet.config.node_ip.to_string();
         let ctx = volumes::VolumeContext {
             client: &self.kubelet.client,
@@ -499,7 +498,6 @@ impl Worker {
             pod_ip,
             node_allocatable_cpu_millis: self.kubelet.machine.cpus as i64 * 1000,
             node_allocatable_memory: self.kubelet.machine.memory_bytes as i64,
-            ca_pem: &ca,
         };
         match volumes::prepare(&ctx).await {
             Ok(v) => {
@@ -893,16 +891,11 @@ impl Worker {
             futures::future::join_all(stops).await;
             // Report the terminated containers once more before the pod goes.
             if let Ok(after) = self.observe().await {
-                let policy = spec
-                    .restart_policy
-                    .clone()
-                    .unwrap_or_else(|| "Always".into());
                 let latest = lifecycle::latest_by_name(&after.containers);
                 let succeeded = spec
                     .containers
                     .iter()
                     .all(|c| latest.get(c.name.as_str()).and_then(|o| o.exit_code()) == Some(0));
-                let _ = policy;
                 self.waiting.clear();
                 self.probes.clear();
                 self.report(pod, &Stage::Completed { succeeded }, &after)
