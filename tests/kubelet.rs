@@ -111,7 +111,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use common::{eventually, Kubectl, TestServer};
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(60);
+/// Generous: CI runs every test binary at once on two cores.
+const WAIT: Duration = Duration::from_secs(120);
 
 fn k() -> Kubectl {
     Kubectl::new("1.32")
