@@ -58,13 +58,13 @@ pub enum Error {
     #[error("cannot build the node image: {0}")]
     ImageBuild(String),
 
-    /// A file-system operation failed.
-    #[error("cannot {operation} {}: {source}", path.display())]
+    /// A file-system operation failed (the I/O error is in the message, not a source, so the
+    /// binary's `{:#}` does not print it twice).
+    #[error("cannot {operation} {}: {error}", path.display())]
     Io {
         operation: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A host command (debootstrap, tar, ...) failed.
@@ -112,12 +112,12 @@ impl Error {
     pub(crate) fn io(
         operation: &'static str,
         path: impl Into<PathBuf>,
-        source: std::io::Error,
+        error: std::io::Error,
     ) -> Self {
         Error::Io {
             operation,
             path: path.into(),
-            source,
+            error,
         }
     }
 
@@ -138,3 +138,20 @@ impl Error {
 
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary prints errors with their source chain: an I/O error must appear once.
+    #[test]
+    fn io_errors_are_not_repeated_by_the_chain() {
+        let e = Error::io(
+            "read",
+            "/nonexistent",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.to_string(), "cannot read /nonexistent: entity not found");
+    }
+}
