@@ -114,6 +114,12 @@ pub async fn build(
     let base = base_image();
     let base_source = ensure_base(docker, &base, options, say).await?;
     say(&format!("building {} on {base}", options.image));
+    let previous = docker
+        .client()
+        .inspect_image(&options.image)
+        .await
+        .ok()
+        .and_then(|i| i.id);
     let binary_hash = binary_sha256(&options.binary)?;
     let context = build_context(&options.binary)?;
     let labels = HashMap::from([
@@ -153,6 +159,18 @@ pub async fn build(
         .inspect_image(&options.image)
         .await
         .map_err(|e| Error::ImageBuild(crate::provider::docker_error(&e)))?;
+    // The image the tag named before (an older kubelab binary) would stay behind untagged
+    // at every rebuild: remove it unless a node container still uses it.
+    if let Some(previous) = previous.filter(|p| Some(p) != inspected.id.as_ref()) {
+        let _ = docker
+            .client()
+            .remove_image(
+                &previous,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
     Ok(BuildReport {
         image: options.image.clone(),
         id: inspected.id.unwrap_or_default(),
