@@ -117,7 +117,26 @@ fn main() {
     let (latencies, idle_rss, total) = server.block_on(async {
         let client = server.client().await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-        // Wait for the node to take pods: one warm-up pod (not counted).
+        // Wait for the node to be Ready, then for one warm-up pod (not counted).
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let node_ready = nodes
+                .get_opt("bench-node")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|n| {
+                    n.status
+                        .and_then(|s| s.conditions)
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                });
+            if node_ready {
+                break;
+            }
+            assert!(Instant::now() < until, "the node never got Ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let warm = pod("warm-up");
         pods.create(&PostParams::default(), &warm).await.unwrap();
         let until = Instant::now() + DEADLINE;
