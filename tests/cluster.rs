@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
 
 /// Upper bound for one `kubelab up` (image build excluded: done once, first).
-const UP_DEADLINE: Duration = Duration::from_secs(240);
-const WAIT: Duration = Duration::from_secs(90);
+const UP_DEADLINE: Duration = Duration::from_secs(400);
+const WAIT: Duration = Duration::from_secs(180);
 
 fn k() -> Kubectl {
     Kubectl::new("1.32")
@@ -98,7 +98,7 @@ impl Cluster {
     }
 
     fn try_up(&self, args: &[&str]) -> Output {
-        let mut all = vec!["up", "--name", &self.name, "--wait", "90s"];
+        let mut all = vec!["up", "--name", &self.name, "--wait", "180s"];
         all.extend_from_slice(args);
         let out = kubelab(&self.kubeconfig, &all, UP_DEADLINE);
         eprintln!("{}{}", out.stderr, out.stdout);
@@ -319,7 +319,7 @@ fn two_concurrent_ups_share_one_kubeconfig() {
         std::thread::spawn(move || {
             kubelab(
                 &shared,
-                &["up", "--name", name, "--wait", "90s"],
+                &["up", "--name", name, "--wait", "180s"],
                 UP_DEADLINE,
             )
         })
