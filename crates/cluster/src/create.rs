@@ -420,7 +420,7 @@ impl Run<'_> {
             async {
                 let entry = self.entry.clone().expect("set by the PKI action");
                 let client = cluster::client(&entry).await?;
-                let version = wait_api(&client, Duration::from_secs(60)).await?;
+                let version = wait_api(&client, spec.wait.max(Duration::from_secs(60))).await?;
                 self.client = Some(client);
                 Ok(((), version))
             },
