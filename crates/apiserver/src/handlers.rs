@@ -425,10 +425,7 @@ async fn list(
     output: Output,
     query: &Query,
 ) -> ApiResult<Response> {
-    let fast = output == Output::Object
-        && opts.labels.is_none()
-        && opts.fields.is_none()
-        && reg.custom().of(rt).is_none();
+    let fast = output == Output::Object && reg.custom().of(rt).is_none();
     if fast {
         if let Some(resp) = list_fast(reg, rt, ns, opts).await? {
             return Ok(resp);
@@ -462,15 +459,19 @@ async fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// A plain list written straight from the stored bytes. None when some object is not in
-/// stored form (then the decoding path answers).
+/// A plain list written straight from the stored bytes (objects are decoded only to match
+/// selectors). None when some object is not in stored form (then the decoding path answers).
 async fn list_fast(
     reg: &Registry,
     rt: &ResourceType,
     ns: Option<&str>,
     opts: &ListOptions,
 ) -> ApiResult<Option<Response>> {
-    let (items, revision, token) = reg.list_raw(rt, ns, opts).await?;
+    let (items, revision, token) = if opts.labels.is_none() && opts.fields.is_none() {
+        reg.list_raw(rt, ns, opts).await?
+    } else {
+        reg.list_selected_raw(rt, ns, opts).await?
+    };
     let mut meta = json!({"resourceVersion": revision.to_string()});
     if let Some(t) = token {
         meta["continue"] = json!(t);

@@ -247,6 +247,43 @@ impl Registry {
         Ok((listed.items, listed.revision, token))
     }
 
+    /// A list with selectors, as the stored key-values of the matching objects: each object is
+    /// decoded only to be matched, one at a time, so a large list never holds every object
+    /// decoded at once. Paging counts matching objects, as [`Registry::list`] does.
+    pub async fn list_selected_raw(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<(Vec<KeyValue>, Revision, Option<String>)> {
+        let prefix = object::collection_prefix(rt, ns);
+        let listed = self
+            .store
+            .list(&prefix, opts.continue_key.as_deref(), 0)
+            .await?;
+        let revision = listed.revision;
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        let mut rest = listed.items.into_iter();
+        while let Some(kv) = rest.next() {
+            if !opts.matches(rt, &object::from_kv_as(rt, &kv)?) {
+                continue;
+            }
+            let key = kv.key.clone();
+            items.push(kv);
+            if opts.limit > 0 && items.len() == opts.limit {
+                let more = rest.any(|kv| {
+                    object::from_kv_as(rt, &kv).is_ok_and(|o| opts.matches(rt, &o))
+                });
+                if more {
+                    continue_token = Some(encode_continue(revision, &key));
+                }
+                break;
+            }
+        }
+        Ok((items, revision, continue_token))
+    }
+
     /// Refuse content in a namespace that is missing or terminating.
     async fn check_namespace(
         &self,
