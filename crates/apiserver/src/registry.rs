@@ -197,33 +197,14 @@ impl Registry {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListPage> {
-        let prefix = object::collection_prefix(rt, ns);
-        let listed = self
-            .store
-            .list(&prefix, opts.continue_key.as_deref(), 0)
-            .await?;
-        let mut items = Vec::new();
-        let mut continue_token = None;
-        let total = listed.items.len();
-        for (i, kv) in listed.items.iter().enumerate() {
-            let obj = object::from_kv_as(rt, kv)?;
-            if !opts.matches(rt, &obj) {
-                continue;
-            }
-            items.push(obj);
-            if opts.limit > 0 && items.len() == opts.limit {
-                let rest_matches = listed.items[i + 1..total]
-                    .iter()
-                    .any(|kv| object::from_kv(kv).is_ok_and(|o| opts.matches(rt, &o)));
-                if rest_matches {
-                    continue_token = Some(encode_continue(listed.revision, &kv.key));
-                }
-                break;
-            }
-        }
+        let (kvs, revision, continue_token) = self.list_selected_raw(rt, ns, opts).await?;
+        let items = kvs
+            .iter()
+            .map(|kv| object::from_kv_as(rt, kv))
+            .collect::<ApiResult<Vec<_>>>()?;
         Ok(ListPage {
             items,
-            revision: listed.revision,
+            revision,
             continue_token,
         })
     }
