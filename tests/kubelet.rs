@@ -466,6 +466,30 @@ impl Cluster {
         })
     }
 
+    /// Runs kubectl on a pseudo-terminal (through script(1)), so `-t` gets a real TTY.
+    fn in_terminal(&self, args: &[&str]) -> common::Output {
+        let home = self.server.root().join(format!(
+            "tty-home-{}",
+            NEXT_NET.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut line = vec![
+            k().path.to_string_lossy().into_owned(),
+            "--kubeconfig".into(),
+            self.server.kubeconfig_path().to_string_lossy().into_owned(),
+            "--cache-dir".into(),
+            home.join("cache").to_string_lossy().into_owned(),
+        ];
+        line.extend(args.iter().map(|a| a.to_string()));
+        let line: Vec<String> = line.iter().map(|w| sh_quote(w)).collect();
+        let mut cmd = Command::new("script");
+        cmd.env("HOME", &home).env_remove("KUBECONFIG").args([
+            "-qec",
+            &line.join(" "),
+            "/dev/null",
+        ]);
+        common::run_with_deadline(cmd, None, WAIT)
+    }
+
     fn events(&self, pod: &str) -> String {
         self.ok(&[
             "get",
@@ -805,6 +829,65 @@ spec:
     );
 }
 
+// Acceptance 6 (the token part, from inside a pod): the ServiceAccount admission mounts a
+// token into every pod, and kubectl run in a pod (the host's static kubectl binary, mounted
+// with hostPath) lists pods through the API with its in-cluster configuration: the token, the
+// CA and KUBERNETES_SERVICE_HOST/PORT (here the server's loopback address, reachable with
+// hostNetwork; pods use the kubernetes Service once the service proxy runs).
+#[test]
+fn the_automounted_token_lets_a_pod_list_pods() {
+    let cluster = Cluster::start();
+    cluster.wait_node_ready();
+    cluster.apply(&busybox_pod(
+        "client",
+        &format!(
+            "  hostNetwork: true
+  volumes:
+  - name: kubectl
+    hostPath: {{path: {}, type: File}}",
+            k().path.display()
+        ),
+        &format!(
+            "    env:
+    - {{name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}}
+    - {{name: KUBERNETES_SERVICE_PORT, value: \"{}\"}}
+    - {{name: HOME, value: /tmp}}
+    volumeMounts:
+    - {{name: kubectl, mountPath: /kubectl}}",
+            cluster.server.port()
+        ),
+        "sleep 3600",
+    ));
+    let pod = cluster.wait_pod("client", "Running", |p| p["status"]["phase"] == "Running");
+    let volumes = pod["spec"]["volumes"].to_string();
+    assert!(volumes.contains("kube-api-access-"), "{volumes}");
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(
+        cluster
+            .exec("client", "main", &["cat", &format!("{dir}/namespace")])
+            .1,
+        "default"
+    );
+    let (code, out) = cluster.exec(
+        "client",
+        "main",
+        &["sh", "-c", "/kubectl get pods -o name 2>&1"],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "pod/client\n"),
+        "kubectl in the pod"
+    );
+    // A wrong token is refused.
+    let (code, out) = cluster.exec(
+        "client",
+        "main",
+        &["sh", "-c", "/kubectl get pods --token=not-a-token 2>&1"],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Unauthorized"), "{out}");
+}
+
 fn kubelab_pki_ca_der(pem: &str) -> Vec<u8> {
     use base64::Engine;
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -959,6 +1042,49 @@ fn logs_exec_port_forward_and_cp_through_the_api_server() {
     );
     assert_eq!(out.stdout, "piped\n", "{out:?}");
     assert_eq!(out.status.and_then(|s| s.code()), Some(4), "{out:?}");
+    // -it on a real terminal (script(1) gives kubectl one): the command runs on a TTY, its
+    // output and exit code come back.
+    let out = cluster.in_terminal(&[
+        "exec",
+        "-it",
+        "talker",
+        "--",
+        "sh",
+        "-c",
+        "tty; echo hi; exit 3",
+    ]);
+    assert!(out.stdout.contains("/dev/pts/"), "no TTY: {out:?}");
+    assert!(out.stdout.contains("hi\r\n"), "{out:?}");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(3), "{out:?}");
+    // `kubectl run -it --rm`: attach to a new pod's terminal, then the pod is deleted.
+    let image = format!("--image={}", containerd::BUSYBOX);
+    let out = cluster.in_terminal(&[
+        "run",
+        "once",
+        &image,
+        "--restart=Never",
+        "-it",
+        "--rm",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1; tty; echo from-attach",
+    ]);
+    assert!(out.stdout.contains("from-attach"), "{out:?}");
+    assert!(out.success(), "{out:?}");
+    cluster.eventually("the --rm pod is gone", || {
+        cluster
+            .kubectl(&["get", "pod", "once"])
+            .stderr
+            .contains("NotFound")
+            .then_some(())
+    });
+}
+
+/// Shell-quotes one word.
+fn sh_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 // Init containers run in order before the containers; restartPolicy Never ends in Succeeded

@@ -253,9 +253,8 @@ impl Registry {
             let key = kv.key.clone();
             items.push(kv);
             if opts.limit > 0 && items.len() == opts.limit {
-                let more = rest.any(|kv| {
-                    object::from_kv_as(rt, &kv).is_ok_and(|o| opts.matches(rt, &o))
-                });
+                let more =
+                    rest.any(|kv| object::from_kv_as(rt, &kv).is_ok_and(|o| opts.matches(rt, &o)));
                 if more {
                     continue_token = Some(encode_continue(revision, &key));
                 }
@@ -263,6 +262,33 @@ impl Registry {
             }
         }
         Ok((items, revision, continue_token))
+    }
+
+    /// ServiceAccount admission for a new pod: the token volume mounted into its containers,
+    /// unless the pod or its ServiceAccount opts out. (Upstream also refuses pods whose
+    /// account does not exist yet; kubelab lets them in, so a pod created right after its
+    /// namespace does not race the service-account controller.)
+    async fn admit_service_account(&self, ns: Option<&str>, pod: &mut Value) -> ApiResult<()> {
+        let account = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let rt = catalog::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+        let automount = match self.get(rt, ns, &account).await {
+            Ok(sa) => sa
+                .get("automountServiceAccountToken")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            Err(ApiError::NotFound { .. }) => true,
+            Err(e) => return Err(e),
+        };
+        kubelab_resources::service_account::mount_token(
+            pod,
+            automount,
+            &object::generate_name_suffix(),
+        );
+        Ok(())
     }
 
     /// Refuse content in a namespace that is missing or terminating.
@@ -333,6 +359,9 @@ impl Registry {
         }
         initial_status(rt, &mut obj);
         kubelab_resources::defaults::apply_defaults(rt, &mut obj);
+        if rt.group.is_empty() && rt.kind == "Pod" {
+            self.admit_service_account(ns, &mut obj).await?;
+        }
         let display = object::name(&obj).to_string();
         self.admit_custom(rt, &mut obj, &display)?;
 

@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod fields;
 mod json;
 pub mod labels;
+pub mod service_account;
 pub mod syntax;
 pub mod tables;
 pub mod validation;
