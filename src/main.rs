@@ -4,6 +4,7 @@
 mod addons;
 mod agent;
 mod controller_manager;
+mod dns;
 mod down;
 mod export;
 mod kubeconfig;
@@ -71,6 +72,8 @@ enum Command {
     Kubeconfig(kubeconfig::KubeconfigArgs),
     /// List, enable or disable a cluster's addons.
     Addons(addons::AddonsArgs),
+    /// Run the cluster DNS server (the `coredns` addon's pods run it).
+    Dns(dns::DnsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,6 +133,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::Kubeconfig(args) => kubeconfig::run(args).await,
             Command::Addons(args) => addons::run(args).await,
+            Command::Dns(args) => dns::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });

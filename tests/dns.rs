@@ -1,0 +1,462 @@
+//! Cluster DNS (`kubelab dns`, crates/dns). Record answers against `kubelab server` on the host
+//! with `kubelab dns` on a loopback port, asked with hickory messages over UDP and TCP; the
+//! objects are made with the real kubectl. A fake upstream nameserver on a loopback address
+//! (port 53, named by a resolv.conf as the node's would) answers names outside the cluster.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, Kubectl, TestServer};
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A `kubelab dns` child process, killed on drop.
+struct Dns {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free for both UDP and TCP.
+fn free_dns_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start_dns(server: &TestServer, resolv_conf: &Path) -> Dns {
+    let address: SocketAddr = ([127, 0, 0, 1], free_dns_port()).into();
+    let log = std::fs::File::create(server.root().join(format!("dns-{}.log", address.port())))
+        .expect("dns log");
+    let child = Command::new(common::kubelab_bin())
+        .args(["dns", "--listen", &address.to_string(), "--kubeconfig"])
+        .arg(server.kubeconfig_path())
+        .arg("--resolv-conf")
+        .arg(resolv_conf)
+        .args(["--upstream-timeout-ms", "500"])
+        .env("RUST_LOG", "info,kubelab_dns=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start kubelab dns");
+    let dns = Dns { child, address };
+    // Ready when the cluster's records are in (before that, cluster names get SERVFAIL).
+    eventually("kubelab dns answers", DEADLINE, || {
+        let answer = query(
+            address,
+            "kubernetes.default.svc.cluster.local.",
+            RecordType::A,
+            false,
+        )?;
+        (answer.metadata.response_code == ResponseCode::NoError).then_some(())
+    });
+    dns
+}
+
+/// One query over UDP (or TCP), or None when nothing answered within a second.
+fn query(server: SocketAddr, name: &str, qtype: RecordType, tcp: bool) -> Option<Message> {
+    let mut message = Message::query();
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
+    let bytes = message.to_vec().expect("encode");
+    let answer = if tcp {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&server, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).ok()?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).ok()?;
+        let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
+        stream.read_exact(&mut answer).ok()?;
+        answer
+    } else {
+        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        socket.send_to(&bytes, server).ok()?;
+        let mut buffer = vec![0u8; 4096];
+        let (n, _) = socket.recv_from(&mut buffer).ok()?;
+        buffer.truncate(n);
+        buffer
+    };
+    let answer = Message::from_vec(&answer).expect("decode the answer");
+    assert_eq!(
+        answer.metadata.id, message.metadata.id,
+        "answer to another query"
+    );
+    Some(answer)
+}
+
+fn ask(dns: &Dns, name: &str, qtype: RecordType) -> Message {
+    query(dns.address, name, qtype, false).unwrap_or_else(|| panic!("no answer for {name}"))
+}
+
+/// The answer section as text, sorted (`A 10.96.0.20`, `CNAME web.default.svc...`).
+fn records(message: &Message) -> Vec<String> {
+    let mut out: Vec<String> = message
+        .answers
+        .iter()
+        .map(|r| format!("{} {}", r.record_type(), r.data))
+        .collect();
+    out.sort();
+    out
+}
+
+fn soa_in_authority(message: &Message) -> bool {
+    message
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA)
+}
+
+/// A nameserver on `address`:53 answering `outside.example.` with 192.0.2.10 and NXDOMAIN for
+/// anything else; runs until the test process ends.
+fn fake_upstream(address: IpAddr) {
+    let socket = UdpSocket::bind((address, 53)).expect("bind the fake upstream on port 53");
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buffer) {
+            let Ok(request) = Message::from_vec(&buffer[..n]) else {
+                continue;
+            };
+            let mut answer = Message::response(request.metadata.id, request.metadata.op_code);
+            answer.metadata.recursion_available = true;
+            answer.add_queries(request.queries.clone());
+            let asked = request.queries.first().cloned();
+            match asked {
+                Some(q)
+                    if q.name().to_lowercase().to_string() == "outside.example."
+                        && q.query_type() == RecordType::A =>
+                {
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A::new(192, 0, 2, 10)),
+                    ));
+                }
+                _ => answer.metadata.response_code = ResponseCode::NXDomain,
+            }
+            let _ = socket.send_to(&answer.to_vec().expect("encode"), from);
+        }
+    });
+}
+
+/// A loopback address of its own for this test process (127.53.x.y), so parallel runs do not
+/// share port 53.
+fn loopback_address(n: u8) -> IpAddr {
+    let pid = std::process::id();
+    IpAddr::from([127, 53, (pid % 250) as u8, n])
+}
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: None
+  ports: [{name: pg, port: 5432, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: db-1
+  namespace: default
+  labels: {kubernetes.io/service-name: db}
+addressType: IPv4
+ports: [{name: pg, port: 5432, protocol: TCP}]
+endpoints:
+- addresses: [10.244.1.5]
+  hostname: db-0
+  conditions: {ready: true}
+- addresses: [10.244.2.7]
+  conditions: {ready: true}
+- addresses: [10.244.3.9]
+  conditions: {ready: false}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: default}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext-out, namespace: default}
+spec:
+  type: ExternalName
+  externalName: outside.example
+"#;
+
+#[test]
+fn records_like_coredns_kubernetes_plugin() {
+    let server = TestServer::start();
+    let k = Kubectl::new("1.32");
+    server.ok_stdin(&k, &["apply", "-f", "-"], OBJECTS);
+    let web_ip = server.ok(
+        &k,
+        &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"],
+    );
+    let upstream = loopback_address(1);
+    fake_upstream(upstream);
+    let resolv_conf = server.root().join("resolv.conf");
+    std::fs::write(
+        &resolv_conf,
+        format!("search example\nnameserver {upstream}\n"),
+    )
+    .unwrap();
+    let dns = start_dns(&server, &resolv_conf);
+
+    // A Service: its ClusterIP, any case, over UDP and TCP; AAAA of it: NODATA with the SOA.
+    let a = ask(&dns, "web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(records(&a), [format!("A {web_ip}")]);
+    assert!(a.metadata.authoritative);
+    assert_eq!(a.answers[0].ttl, 5);
+    let a = query(
+        dns.address,
+        "WEB.default.svc.Cluster.Local.",
+        RecordType::A,
+        true,
+    )
+    .unwrap();
+    assert_eq!(records(&a), [format!("A {web_ip}")]);
+    let aaaa = ask(&dns, "web.default.svc.cluster.local.", RecordType::AAAA);
+    assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+    assert!(aaaa.answers.is_empty() && soa_in_authority(&aaaa));
+
+    // NXDOMAIN (with the SOA) for what does not exist; NODATA for an existing namespace.
+    for name in [
+        "missing.default.svc.cluster.local.",
+        "web.nowhere.svc.cluster.local.",
+        "web.default.svc.cluster.local.default.svc.cluster.local.",
+        "nowhere.svc.cluster.local.",
+    ] {
+        let m = ask(&dns, name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(soa_in_authority(&m), "{name}");
+    }
+    let m = ask(&dns, "default.svc.cluster.local.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+
+    // Headless: one record per ready endpoint; endpoints by hostname or dashed address.
+    let m = ask(&dns, "db.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(records(&m), ["A 10.244.1.5", "A 10.244.2.7"]);
+    let m = ask(&dns, "db-0.db.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(records(&m), ["A 10.244.1.5"]);
+    let m = ask(
+        &dns,
+        "10-244-2-7.db.default.svc.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(records(&m), ["A 10.244.2.7"]);
+
+    // SRV for named ports, with the targets' addresses as additional records.
+    let m = ask(
+        &dns,
+        "_http._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(records(&m), ["SRV 0 100 80 web.default.svc.cluster.local."]);
+    assert_eq!(m.additionals[0].data.to_string(), web_ip);
+    let m = ask(
+        &dns,
+        "_pg._tcp.db.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(
+        records(&m),
+        [
+            "SRV 0 50 5432 10-244-2-7.db.default.svc.cluster.local.",
+            "SRV 0 50 5432 db-0.db.default.svc.cluster.local."
+        ]
+    );
+    let m = ask(
+        &dns,
+        "_nope._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+
+    // Reverse lookups: a Service IP and a headless endpoint.
+    let octets: Vec<&str> = web_ip.split('.').rev().collect();
+    let m = ask(
+        &dns,
+        &format!("{}.in-addr.arpa.", octets.join(".")),
+        RecordType::PTR,
+    );
+    assert_eq!(records(&m), ["PTR web.default.svc.cluster.local."]);
+    let m = ask(&dns, "5.1.244.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(records(&m), ["PTR db-0.db.default.svc.cluster.local."]);
+
+    // ExternalName: a CNAME, followed inside the cluster and upstream.
+    let m = ask(&dns, "ext.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        records(&m),
+        [
+            format!("A {web_ip}"),
+            "CNAME web.default.svc.cluster.local.".into()
+        ]
+    );
+    let m = ask(&dns, "ext-out.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(records(&m), ["A 192.0.2.10", "CNAME outside.example."]);
+
+    // Pods by address.
+    let m = ask(&dns, "10-244-1-5.default.pod.cluster.local.", RecordType::A);
+    assert_eq!(records(&m), ["A 10.244.1.5"]);
+
+    // Other names go upstream; answers and NXDOMAIN are relayed as they are.
+    let m = ask(&dns, "outside.example.", RecordType::A);
+    assert_eq!(records(&m), ["A 192.0.2.10"]);
+    assert!(!m.metadata.authoritative);
+    let m = ask(&dns, "missing.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+
+    // Changes show within moments: an endpoint turns unready, a Service appears.
+    server.ok(
+        &k,
+        &[
+            "patch",
+            "endpointslice",
+            "db-1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/endpoints/1/conditions/ready","value":false}]"#,
+        ],
+    );
+    eventually(
+        "the unready endpoint leaves the headless Service",
+        DEADLINE,
+        || {
+            let m = ask(&dns, "db.default.svc.cluster.local.", RecordType::A);
+            (records(&m) == ["A 10.244.1.5"]).then_some(())
+        },
+    );
+    server.ok(
+        &k,
+        &["create", "service", "clusterip", "late", "--tcp=8080:8080"],
+    );
+    let late_ip = server.ok(
+        &k,
+        &["get", "svc", "late", "-o", "jsonpath={.spec.clusterIP}"],
+    );
+    eventually("a new Service resolves", DEADLINE, || {
+        let m = ask(&dns, "late.default.svc.cluster.local.", RecordType::A);
+        (records(&m) == [format!("A {late_ip}")]).then_some(())
+    });
+    server.ok(&k, &["delete", "service", "late"]);
+    eventually("a deleted Service is NXDOMAIN", DEADLINE, || {
+        let m = ask(&dns, "late.default.svc.cluster.local.", RecordType::A);
+        (m.metadata.response_code == ResponseCode::NXDomain).then_some(())
+    });
+}
+
+#[test]
+fn servfail_when_no_upstream_answers() {
+    let server = TestServer::start();
+    // Nothing listens there: every upstream query fails at once.
+    let resolv_conf = server.root().join("resolv.conf");
+    std::fs::write(
+        &resolv_conf,
+        format!("nameserver {}\n", loopback_address(2)),
+    )
+    .unwrap();
+    let dns = start_dns(&server, &resolv_conf);
+    let m = ask(&dns, "outside.example.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let m = query(dns.address, "outside.example.", RecordType::A, true).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    // The cluster's own names do not depend on the upstream.
+    let m = ask(&dns, "kubernetes.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(records(&m), ["A 10.96.0.1"]);
+}
+
+#[test]
+fn statefulset_pods_by_hostname() {
+    // Simulated nodes give pods addresses and readiness: the endpoints controller publishes
+    // the StatefulSet pods' hostnames under their governing headless Service.
+    let server = TestServer::start_args(&["--fake-nodes", "1"]);
+    let k = Kubectl::new("1.32");
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: default}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: busybox, ports: [{name: http, containerPort: 80}]}]
+"#,
+    );
+    let resolv_conf = server.root().join("resolv.conf");
+    std::fs::write(&resolv_conf, "").unwrap();
+    let dns = start_dns(&server, &resolv_conf);
+    let ip = |pod: &str| {
+        eventually(&format!("{pod} has an address"), DEADLINE, || {
+            let ip = server.ok(&k, &["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+            (!ip.is_empty()).then_some(ip)
+        })
+    };
+    let (ip0, ip1) = (ip("web-0"), ip("web-1"));
+    eventually("web-0.web resolves", DEADLINE, || {
+        let m = ask(&dns, "web-0.web.default.svc.cluster.local.", RecordType::A);
+        (records(&m) == [format!("A {ip0}")]).then_some(())
+    });
+    eventually("the headless Service has both pods", DEADLINE, || {
+        let m = ask(&dns, "web.default.svc.cluster.local.", RecordType::A);
+        let mut want = vec![format!("A {ip0}"), format!("A {ip1}")];
+        want.sort();
+        (records(&m) == want).then_some(())
+    });
+    let m = ask(
+        &dns,
+        "_http._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(
+        records(&m),
+        [
+            "SRV 0 50 80 web-0.web.default.svc.cluster.local.",
+            "SRV 0 50 80 web-1.web.default.svc.cluster.local."
+        ]
+    );
+}
