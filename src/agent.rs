@@ -86,6 +86,13 @@ struct KubeletArgs {
     /// The key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// Cluster DNS server for pods with `dnsPolicy: ClusterFirst` (repeatable; none: pods get
+    /// the node's resolv.conf).
+    #[arg(long)]
+    cluster_dns: Vec<Ipv4Addr>,
+    /// The cluster domain of the pods' DNS search list.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -207,6 +214,8 @@ async fn run_kubelet(
     config.cni_conf_dir = args.cni_conf_dir;
     config.cni_bridge = args.cni_bridge;
     config.kubelet_port = args.kubelet_port;
+    config.cluster_dns = args.cluster_dns;
+    config.cluster_domain = args.cluster_domain;
     match &connection.joined {
         Some(joined) => {
             config.client_ca_pem = joined.ca_pem.clone();

@@ -13,6 +13,14 @@ use crate::{Error, Result};
 /// Every file under `addons/`, by path relative to it.
 const FILES: &[(&str, &str)] = &[
     (
+        "coredns/addon.yaml",
+        include_str!("../../../addons/coredns/addon.yaml"),
+    ),
+    (
+        "coredns/coredns.yaml",
+        include_str!("../../../addons/coredns/coredns.yaml"),
+    ),
+    (
         "storage/addon.yaml",
         include_str!("../../../addons/storage/addon.yaml"),
     ),
@@ -46,6 +54,11 @@ pub struct ClusterFacts {
     pub nodes: usize,
     pub pod_subnet: String,
     pub service_subnet: String,
+    /// The cluster DNS Service's address.
+    pub dns_ip: String,
+    pub cluster_domain: String,
+    /// The image of kubelab's own pods (built on every node at boot).
+    pub system_image: String,
 }
 
 impl ClusterFacts {
@@ -55,6 +68,9 @@ impl ClusterFacts {
             nodes,
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/12".into(),
+            dns_ip: crate::node_init::CLUSTER_DNS.into(),
+            cluster_domain: crate::node_init::CLUSTER_DOMAIN.into(),
+            system_image: crate::node_init::containerd::system_image(),
         }
     }
 }
@@ -237,6 +253,21 @@ mod tests {
             let objects = crate::apply::documents(&yaml).unwrap();
             assert!(!objects.is_empty(), "{} renders no object", addon.name);
         }
+        let coredns = render(&find("coredns").unwrap(), &facts).unwrap();
+        assert!(find("coredns").unwrap().default);
+        for expected in [
+            "clusterIP: 10.96.0.10",
+            "replicas: 2",
+            "--cluster-domain=cluster.local",
+            &format!(
+                "image: \"{}\"",
+                crate::node_init::containerd::system_image()
+            ),
+        ] {
+            assert!(coredns.contains(expected), "{expected} not in {coredns}");
+        }
+        let one_node = render(&find("coredns").unwrap(), &ClusterFacts::new("lab", 1)).unwrap();
+        assert!(one_node.contains("replicas: 1"), "{one_node}");
         let storage = find("storage").unwrap();
         assert!(storage.default);
         assert!(render(&storage, &facts)

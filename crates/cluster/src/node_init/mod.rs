@@ -38,6 +38,10 @@ pub const AGENT_DATA_DIR: &str = "/var/lib/kubelab/agent";
 pub const LOG_DIR: &str = "/var/log/kubelab";
 /// The API server's port inside a node.
 pub const API_PORT: u16 = 6443;
+/// The cluster DNS Service's address (the `coredns` addon's `kube-dns`), given to every agent.
+pub const CLUSTER_DNS: &str = "10.96.0.10";
+/// The cluster domain of Service and pod names.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// What a node runs.
 #[derive(Clone, Debug)]
@@ -170,6 +174,10 @@ fn components(config: &NodeInitConfig, snapshotter: &str) -> Vec<Component> {
             config.node_ip.to_string(),
             "--data-dir".into(),
             AGENT_DATA_DIR.into(),
+            "--cluster-dns".into(),
+            CLUSTER_DNS.into(),
+            "--cluster-domain".into(),
+            CLUSTER_DOMAIN.into(),
         ];
         args.extend(config.agent_args.iter().cloned());
         args
