@@ -1,0 +1,354 @@
+//! The proxy loop: reflectors of Services, EndpointSlices and Nodes wake one sync task; each
+//! sync computes the wanted routes and chains from the caches and writes only the
+//! difference to what it programmed before ([`Syncer`]). Changes that arrive during a sync are
+//! coalesced into the next one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, reflector, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use tokio::sync::Notify;
+
+use crate::model::{service_ports, Cidr, ServicePort, SERVICE_NAME_LABEL};
+use crate::routes::{desired_routes, plan};
+use crate::rules::{jumps, restore_input, ruleset, Programmed, Table};
+use crate::system::{Iptables, RouteTable};
+use crate::Error;
+
+/// What the proxy needs to know about its node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node: its podCIDR is not routed, its endpoints are the local ones.
+    pub node_name: String,
+    /// Every pod address is in it (node IPAM's cluster CIDR): traffic from it is pod traffic.
+    pub cluster_cidr: Cidr,
+}
+
+/// What one sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Service ports routed (with or without endpoints).
+    pub service_ports: usize,
+    /// Chains declared (rewritten or deleted) by this sync.
+    pub chains_written: usize,
+    /// Rules of the whole wanted ruleset.
+    pub rules: usize,
+    /// Routes added, replaced or deleted.
+    pub routes_changed: usize,
+}
+
+/// Keeps the node's routes and chains in line with the wanted state, writing differences.
+pub struct Syncer<I, R> {
+    config: Config,
+    iptables: I,
+    routes: R,
+    /// What this process programmed (`None`: nothing known, read the tables first).
+    programmed: Option<BTreeMap<Table, Programmed>>,
+}
+
+impl<I: Iptables, R: RouteTable> Syncer<I, R> {
+    pub fn new(config: Config, iptables: I, routes: R) -> Self {
+        Syncer {
+            config,
+            iptables,
+            routes,
+            programmed: None,
+        }
+    }
+
+    pub fn iptables(&self) -> &I {
+        &self.iptables
+    }
+
+    pub fn routes(&self) -> &R {
+        &self.routes
+    }
+
+    /// One sync from the objects in the caches.
+    pub fn sync(
+        &mut self,
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+        nodes: &[Arc<Node>],
+    ) -> Result<SyncStats, Error> {
+        let routes = self.sync_routes(nodes.iter().map(|n| n.as_ref()));
+        let ports = ports_of(services, slices, &self.config.node_name);
+        let mut stats = self.sync_ports(&ports)?;
+        stats.routes_changed = routes?;
+        Ok(stats)
+    }
+
+    /// Keeps a route to every other node's podCIDR; returns how many routes changed.
+    pub fn sync_routes<'a>(&mut self, nodes: impl IntoIterator<Item = &'a Node>) -> Result<usize, Error> {
+        let desired = desired_routes(nodes, &self.config.node_name);
+        let current = self.routes.list()?;
+        let (add, delete) = plan(&current, &desired);
+        for route in &delete {
+            self.routes.delete(route)?;
+            tracing::info!(destination = %route.destination, gateway = %route.gateway, "pod route removed");
+        }
+        for route in &add {
+            self.routes.replace(route)?;
+            tracing::info!(destination = %route.destination, gateway = %route.gateway, "pod route added");
+        }
+        Ok(add.len() + delete.len())
+    }
+
+    /// Programs the chains for `ports`, writing only those that changed.
+    pub fn sync_ports(&mut self, ports: &[ServicePort]) -> Result<SyncStats, Error> {
+        let first = self.programmed.is_none();
+        let mut programmed = match self.programmed.take() {
+            Some(p) => p,
+            None => {
+                let mut found = BTreeMap::new();
+                for table in Table::ALL {
+                    let chains = self.iptables.chains(table)?;
+                    found.insert(table, chains.into_iter().map(|c| (c, None)).collect());
+                }
+                found
+            }
+        };
+        let wanted = ruleset(ports, self.config.cluster_cidr);
+        let mut stats = SyncStats {
+            service_ports: ports.len(),
+            rules: wanted.rule_count(),
+            ..SyncStats::default()
+        };
+        for table in Table::ALL {
+            let current = programmed.entry(table).or_default();
+            let desired = wanted.chains(table);
+            if let Some(input) = restore_input(table, current, desired) {
+                stats.chains_written += input.lines().filter(|l| l.starts_with(':')).count();
+                // On failure nothing is known any more: the next sync reads the tables again.
+                self.iptables.restore(table, &input)?;
+            }
+            *current = desired
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+        }
+        if first {
+            for jump in jumps() {
+                self.iptables.ensure_jump(&jump)?;
+            }
+        }
+        self.programmed = Some(programmed);
+        Ok(stats)
+    }
+}
+
+/// The Service ports of `services` with their endpoints from `slices`.
+pub fn ports_of(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    node_name: &str,
+) -> Vec<ServicePort> {
+    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    for slice in slices {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+        by_service
+            .entry((namespace, service.as_str()))
+            .or_default()
+            .push(slice);
+    }
+    let mut ports = Vec::new();
+    for service in services {
+        let key = (
+            service.metadata.namespace.as_deref().unwrap_or_default(),
+            service.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+        ports.extend(service_ports(service, slices, node_name));
+    }
+    ports
+}
+
+/// Follows `K` cluster-wide into a store; every change wakes `wake`.
+fn follow<K>(client: &Client, wake: Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let api: Api<K> = Api::all(client.clone());
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(|o| o.meta_mut().managed_fields = None),
+    )
+    .default_backoff();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => wake.notify_one(),
+                Err(e) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch failed; retrying"),
+            }
+        }
+    });
+    store
+}
+
+/// Runs the proxy until the task is dropped: routes and rules follow the cluster.
+pub async fn run<I: Iptables, R: RouteTable>(
+    client: Client,
+    config: Config,
+    iptables: I,
+    routes: R,
+) -> Result<(), Error> {
+    let wake = Arc::new(Notify::new());
+    let services = follow::<Service>(&client, wake.clone());
+    let slices = follow::<EndpointSlice>(&client, wake.clone());
+    let nodes = follow::<Node>(&client, wake.clone());
+    for ready in [
+        services.wait_until_ready().await.is_ok(),
+        slices.wait_until_ready().await.is_ok(),
+        nodes.wait_until_ready().await.is_ok(),
+    ] {
+        if !ready {
+            return Ok(());
+        }
+    }
+    tracing::info!(node = %config.node_name, cluster_cidr = %config.cluster_cidr, "service proxy started");
+    let mut syncer = Some(Syncer::new(config, iptables, routes));
+    loop {
+        let (s, e, n) = (services.state(), slices.state(), nodes.state());
+        let mut worker = syncer.take().expect("syncer");
+        let started = Instant::now();
+        let (worker, result) = tokio::task::spawn_blocking(move || {
+            let result = worker.sync(&s, &e, &n);
+            (worker, result)
+        })
+        .await
+        .expect("sync task");
+        syncer = Some(worker);
+        match result {
+            Ok(stats) if stats.chains_written > 0 || stats.routes_changed > 0 => {
+                tracing::info!(
+                    ports = stats.service_ports,
+                    chains_written = stats.chains_written,
+                    rules = stats.rules,
+                    routes_changed = stats.routes_changed,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "proxy rules synced"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "proxy sync failed; retrying");
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+        }
+        wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::{service, slice};
+    use crate::rules::{SERVICES, POSTROUTING};
+    use crate::system::{FakeIptables, FakeRoutes};
+    use serde_json::json;
+
+    fn config() -> Config {
+        Config {
+            node_name: "a".into(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        }
+    }
+
+    fn web_slice(ips: &[&str]) -> Arc<EndpointSlice> {
+        let endpoints: Vec<_> = ips
+            .iter()
+            .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+            .collect();
+        Arc::new(slice(json!({
+            "metadata": {"name": "web-x", "namespace": "default",
+                         "labels": {SERVICE_NAME_LABEL: "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "", "port": 80}],
+            "endpoints": endpoints
+        })))
+    }
+
+    #[test]
+    fn syncs_write_only_what_changed() {
+        let web = Arc::new(service(json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}})));
+        let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default());
+        let first = syncer.sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[]).unwrap();
+        assert!(first.chains_written > 0);
+        assert_eq!(syncer.iptables().jumps.len(), jumps().len());
+        let nat = &syncer.iptables().tables[&Table::Nat];
+        assert!(nat.contains_key(POSTROUTING));
+        assert_eq!(nat[SERVICES].len(), 2);
+
+        let again = syncer.sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[]).unwrap();
+        assert_eq!(again.chains_written, 0, "nothing changed, nothing written");
+
+        // A second endpoint: the service chain and one endpoint chain.
+        let more = syncer
+            .sync(&[web.clone()], &[web_slice(&["10.244.1.2", "10.244.2.2"])], &[])
+            .unwrap();
+        assert_eq!(more.chains_written, 2);
+
+        // No endpoints: the nat chains go, a reject appears.
+        syncer.sync(&[web.clone()], &[web_slice(&[])], &[]).unwrap();
+        let tables = &syncer.iptables().tables;
+        assert!(!tables[&Table::Nat].keys().any(|k| k.starts_with("KUBELAB-SEP-")));
+        assert_eq!(tables[&Table::Filter][SERVICES].len(), 1);
+    }
+
+    #[test]
+    fn a_restarted_proxy_removes_chains_it_no_longer_wants() {
+        let mut iptables = FakeIptables::default();
+        iptables.tables.entry(Table::Nat).or_default().insert(
+            "KUBELAB-SVC-GONE".into(),
+            vec!["-j KUBELAB-SEP-GONE".into()],
+        );
+        let mut syncer = Syncer::new(config(), iptables, FakeRoutes::default());
+        syncer.sync(&[], &[], &[]).unwrap();
+        assert!(!syncer.iptables().tables[&Table::Nat].contains_key("KUBELAB-SVC-GONE"));
+    }
+
+    #[test]
+    fn routes_follow_nodes() {
+        let node = |name: &str, ip: &str, cidr: &str| {
+            Arc::new(serde_json::from_value::<Node>(json!({
+                "metadata": {"name": name},
+                "spec": {"podCIDR": cidr},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+            })).unwrap())
+        };
+        let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default());
+        let nodes = [node("a", "172.18.0.2", "10.244.0.0/24"), node("b", "172.18.0.3", "10.244.1.0/24"), node("c", "172.18.0.4", "10.244.2.0/24")];
+        let stats = syncer.sync(&[], &[], &nodes).unwrap();
+        assert_eq!(stats.routes_changed, 2);
+        assert_eq!(syncer.routes().routes.len(), 2);
+        syncer.sync(&[], &[], &nodes[..2]).unwrap();
+        assert_eq!(syncer.routes().routes.len(), 1, "node c left");
+    }
+}

@@ -1,0 +1,203 @@
+//! The boundary to the kernel: iptables and the routing table, each a trait with the real
+//! implementation (the `iptables`, `iptables-restore`, `iptables-save` and `ip` commands of the
+//! node) and an in-memory fake for tests.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::routes::{Route, ROUTE_PROTOCOL};
+use crate::rules::{saved_chains, Jump, Table};
+use crate::Error;
+
+/// iptables as the proxy uses it.
+pub trait Iptables: Send + 'static {
+    /// Feeds `input` to `iptables-restore --noflush` (atomic per table).
+    fn restore(&mut self, table: Table, input: &str) -> Result<(), Error>;
+    /// The kubelab chains present in `table`.
+    fn chains(&mut self, table: Table) -> Result<Vec<String>, Error>;
+    /// Inserts the jump at the head of its built-in chain unless it is there.
+    fn ensure_jump(&mut self, jump: &Jump) -> Result<(), Error>;
+}
+
+/// The routing table as the proxy uses it: only routes with [`ROUTE_PROTOCOL`].
+pub trait RouteTable: Send + 'static {
+    fn list(&mut self) -> Result<Vec<Route>, Error>;
+    fn replace(&mut self, route: &Route) -> Result<(), Error>;
+    fn delete(&mut self, route: &Route) -> Result<(), Error>;
+}
+
+/// Runs `program args` with `stdin`; its stdout, or an error with its stderr.
+fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<String, Error> {
+    let command = format!("{program} {}", args.join(" "));
+    let fail = |message: String| Error::Command {
+        command: command.clone(),
+        message,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The node's iptables commands.
+#[derive(Clone, Debug, Default)]
+pub struct IptablesCommand;
+
+impl Iptables for IptablesCommand {
+    fn restore(&mut self, _table: Table, input: &str) -> Result<(), Error> {
+        run("iptables-restore", &strings(&["-w", "--noflush"]), Some(input)).map(drop)
+    }
+
+    fn chains(&mut self, table: Table) -> Result<Vec<String>, Error> {
+        run("iptables-save", &strings(&["-t", table.as_str()]), None).map(|s| saved_chains(&s))
+    }
+
+    fn ensure_jump(&mut self, jump: &Jump) -> Result<(), Error> {
+        let args = |op: &str| {
+            let mut a = strings(&["-w", "-t", jump.table.as_str(), op, jump.chain]);
+            if op == "-I" {
+                a.push("1".into());
+            }
+            a.extend(jump.rule.iter().cloned());
+            a
+        };
+        if run("iptables", &args("-C"), None).is_ok() {
+            return Ok(());
+        }
+        run("iptables", &args("-I"), None).map(drop)
+    }
+}
+
+/// The node's routing table through `ip route`.
+#[derive(Clone, Debug, Default)]
+pub struct IpRoute;
+
+impl RouteTable for IpRoute {
+    fn list(&mut self) -> Result<Vec<Route>, Error> {
+        let proto = ROUTE_PROTOCOL.to_string();
+        run("ip", &strings(&["-4", "route", "show", "proto", &proto]), None)
+            .map(|s| crate::routes::parse_routes(&s))
+    }
+
+    fn replace(&mut self, route: &Route) -> Result<(), Error> {
+        let (dst, via, proto) = (
+            route.destination.to_string(),
+            route.gateway.to_string(),
+            ROUTE_PROTOCOL.to_string(),
+        );
+        run(
+            "ip",
+            &strings(&["-4", "route", "replace", &dst, "via", &via, "proto", &proto]),
+            None,
+        )
+        .map(drop)
+    }
+
+    fn delete(&mut self, route: &Route) -> Result<(), Error> {
+        let (dst, proto) = (route.destination.to_string(), ROUTE_PROTOCOL.to_string());
+        run(
+            "ip",
+            &strings(&["-4", "route", "del", &dst, "proto", &proto]),
+            None,
+        )
+        .map(drop)
+    }
+}
+
+/// An in-memory iptables: applies restore input to a model of the chains, so tests can
+/// assert what the kernel would hold and how much each sync wrote.
+#[derive(Clone, Debug, Default)]
+pub struct FakeIptables {
+    pub tables: BTreeMap<Table, BTreeMap<String, Vec<String>>>,
+    pub jumps: Vec<Jump>,
+    /// Every restore input, in order.
+    pub restores: Vec<String>,
+}
+
+impl Iptables for FakeIptables {
+    fn restore(&mut self, table: Table, input: &str) -> Result<(), Error> {
+        self.restores.push(input.to_owned());
+        let chains = self.tables.entry(table).or_default();
+        for line in input.lines() {
+            if let Some(decl) = line.strip_prefix(':') {
+                let name = decl.split_whitespace().next().unwrap_or_default();
+                chains.insert(name.to_owned(), Vec::new());
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                let (name, rule) = rule.split_once(' ').unwrap_or((rule, ""));
+                chains
+                    .get_mut(name)
+                    .ok_or_else(|| Error::Command {
+                        command: "iptables-restore".into(),
+                        message: format!("chain {name} not declared"),
+                    })?
+                    .push(rule.to_owned());
+            } else if let Some(name) = line.strip_prefix("-X ") {
+                chains.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn chains(&mut self, table: Table) -> Result<Vec<String>, Error> {
+        Ok(self
+            .tables
+            .get(&table)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn ensure_jump(&mut self, jump: &Jump) -> Result<(), Error> {
+        if !self.jumps.contains(jump) {
+            self.jumps.push(jump.clone());
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory routing table.
+#[derive(Clone, Debug, Default)]
+pub struct FakeRoutes {
+    pub routes: Vec<Route>,
+}
+
+impl RouteTable for FakeRoutes {
+    fn list(&mut self) -> Result<Vec<Route>, Error> {
+        Ok(self.routes.clone())
+    }
+
+    fn replace(&mut self, route: &Route) -> Result<(), Error> {
+        self.routes.retain(|r| r.destination != route.destination);
+        self.routes.push(route.clone());
+        Ok(())
+    }
+
+    fn delete(&mut self, route: &Route) -> Result<(), Error> {
+        self.routes.retain(|r| r.destination != route.destination);
+        Ok(())
+    }
+}
