@@ -107,6 +107,7 @@ fn main() {
             .arg("--cni-conf-dir")
             .arg(&ctrd.cni_conf_dir)
             .args(["--cni-bridge", &ctrd.bridge])
+            .args(["--proxy-mode", "none"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

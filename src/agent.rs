@@ -3,7 +3,8 @@
 //! (kubelab_agent::join: CA pinning, node password, certificates signed by the server, API
 //! traffic through the client-side load balancer), or from a ready-made `--kubeconfig`. It runs
 //! the CRI kubelet (kubelab_agent::kubelet: pods in containerd), or with `--fake` a simulated
-//! node (kubelab_agent::fake).
+//! node (kubelab_agent::fake). A real node also runs the service proxy and pod routes
+//! (kubelab_proxy) unless `--proxy-mode none`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -93,6 +94,19 @@ struct KubeletArgs {
     /// The cluster domain of the pods' DNS search list.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The service proxy and pod routes: `iptables` programs this host's network namespace
+    /// (kube-proxy's and kindnetd's roles), `none` leaves it alone (tests on a shared host).
+    #[arg(long, value_enum, default_value_t = ProxyMode::Iptables)]
+    proxy_mode: ProxyMode,
+    /// The network every pod address is in (node IPAM's cluster CIDR).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: kubelab_proxy::Cidr,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProxyMode {
+    Iptables,
+    None,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -234,12 +248,35 @@ async fn run_kubelet(
     }
     config.max_pods = pods;
     println!("kubelab agent: node {name} ({node_ip}) running pods in containerd");
+    let _proxy = (args.proxy_mode == ProxyMode::Iptables).then(|| {
+        let proxy = kubelab_proxy::Config {
+            node_name: name.clone(),
+            cluster_cidr: args.cluster_cidr,
+        };
+        let client = connection.client.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let iptables = kubelab_proxy::system::IptablesCommand;
+            let routes = kubelab_proxy::system::IpRoute;
+            if let Err(e) = kubelab_proxy::run(client, proxy, iptables, routes).await {
+                tracing::error!(error = %e, "the service proxy stopped");
+            }
+        }))
+    });
     tokio::select! {
         r = kubelab_agent::kubelet::run(connection.client.clone(), config) => r.context("the kubelet stopped")?,
         _ = shutdown_signal() => tracing::info!("shutting down; pods keep running"),
     }
     drop(connection.joined);
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// --node-ip, else for a real node this host's address, else (simulated) one derived from the

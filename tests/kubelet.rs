@@ -188,6 +188,9 @@ impl Cluster {
             ctrd.bridge.clone(),
             "--kubelet-port".into(),
             "0".into(),
+            // The host's network namespace is shared: no service proxy here.
+            "--proxy-mode".into(),
+            "none".into(),
             "--tls-cert-file".into(),
             cert_file.to_string_lossy().into_owned(),
             "--tls-private-key-file".into(),

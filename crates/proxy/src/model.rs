@@ -327,7 +327,10 @@ pub(crate) mod tests {
                      "sessionAffinity": "ClientIP"}}));
         let ports = service_ports(&plain, &[], "a");
         assert_eq!(ports[0].name, "x/p:80");
-        assert_eq!(ports[0].node_port, None, "a ClusterIP Service has no NodePort");
+        assert_eq!(
+            ports[0].node_port, None,
+            "a ClusterIP Service has no NodePort"
+        );
         assert_eq!(ports[0].affinity_seconds, Some(10_800));
         assert!(!ports[0].external_local);
     }

@@ -85,7 +85,10 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
     }
 
     /// Keeps a route to every other node's podCIDR; returns how many routes changed.
-    pub fn sync_routes<'a>(&mut self, nodes: impl IntoIterator<Item = &'a Node>) -> Result<usize, Error> {
+    pub fn sync_routes<'a>(
+        &mut self,
+        nodes: impl IntoIterator<Item = &'a Node>,
+    ) -> Result<usize, Error> {
         let desired = desired_routes(nodes, &self.config.node_name);
         let current = self.routes.list()?;
         let (add, delete) = plan(&current, &desired);
@@ -200,7 +203,9 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(_) => wake.notify_one(),
-                Err(e) => tracing::warn!(error = %e, kind = %K::kind(&()), "watch failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = %K::kind(&()), "watch failed; retrying")
+                }
             }
         }
     });
@@ -269,7 +274,7 @@ pub async fn run<I: Iptables, R: RouteTable>(
 mod tests {
     use super::*;
     use crate::model::tests::{service, slice};
-    use crate::rules::{SERVICES, POSTROUTING};
+    use crate::rules::{POSTROUTING, SERVICES};
     use crate::system::{FakeIptables, FakeRoutes};
     use serde_json::json;
 
@@ -296,29 +301,41 @@ mod tests {
 
     #[test]
     fn syncs_write_only_what_changed() {
-        let web = Arc::new(service(json!({"metadata": {"name": "web", "namespace": "default"},
-            "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}})));
+        let web = Arc::new(service(
+            json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}}),
+        ));
         let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default());
-        let first = syncer.sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[]).unwrap();
+        let first = syncer
+            .sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[])
+            .unwrap();
         assert!(first.chains_written > 0);
         assert_eq!(syncer.iptables().jumps.len(), jumps().len());
         let nat = &syncer.iptables().tables[&Table::Nat];
         assert!(nat.contains_key(POSTROUTING));
         assert_eq!(nat[SERVICES].len(), 2);
 
-        let again = syncer.sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[]).unwrap();
+        let again = syncer
+            .sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[])
+            .unwrap();
         assert_eq!(again.chains_written, 0, "nothing changed, nothing written");
 
         // A second endpoint: the service chain and one endpoint chain.
         let more = syncer
-            .sync(&[web.clone()], &[web_slice(&["10.244.1.2", "10.244.2.2"])], &[])
+            .sync(
+                &[web.clone()],
+                &[web_slice(&["10.244.1.2", "10.244.2.2"])],
+                &[],
+            )
             .unwrap();
         assert_eq!(more.chains_written, 2);
 
         // No endpoints: the nat chains go, a reject appears.
         syncer.sync(&[web.clone()], &[web_slice(&[])], &[]).unwrap();
         let tables = &syncer.iptables().tables;
-        assert!(!tables[&Table::Nat].keys().any(|k| k.starts_with("KUBELAB-SEP-")));
+        assert!(!tables[&Table::Nat]
+            .keys()
+            .any(|k| k.starts_with("KUBELAB-SEP-")));
         assert_eq!(tables[&Table::Filter][SERVICES].len(), 1);
     }
 
@@ -337,14 +354,21 @@ mod tests {
     #[test]
     fn routes_follow_nodes() {
         let node = |name: &str, ip: &str, cidr: &str| {
-            Arc::new(serde_json::from_value::<Node>(json!({
-                "metadata": {"name": name},
-                "spec": {"podCIDR": cidr},
-                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
-            })).unwrap())
+            Arc::new(
+                serde_json::from_value::<Node>(json!({
+                    "metadata": {"name": name},
+                    "spec": {"podCIDR": cidr},
+                    "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+                }))
+                .unwrap(),
+            )
         };
         let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default());
-        let nodes = [node("a", "172.18.0.2", "10.244.0.0/24"), node("b", "172.18.0.3", "10.244.1.0/24"), node("c", "172.18.0.4", "10.244.2.0/24")];
+        let nodes = [
+            node("a", "172.18.0.2", "10.244.0.0/24"),
+            node("b", "172.18.0.3", "10.244.1.0/24"),
+            node("c", "172.18.0.4", "10.244.2.0/24"),
+        ];
         let stats = syncer.sync(&[], &[], &nodes).unwrap();
         assert_eq!(stats.routes_changed, 2);
         assert_eq!(syncer.routes().routes.len(), 2);

@@ -23,7 +23,10 @@ pub struct Route {
 
 /// The routes this node (`node_name`) needs: every other real node's IPv4 podCIDRs through
 /// its InternalIP. Nodes without a podCIDR or an address yet are skipped.
-pub fn desired_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>, node_name: &str) -> Vec<Route> {
+pub fn desired_routes<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    node_name: &str,
+) -> Vec<Route> {
     let mut routes = Vec::new();
     for node in nodes {
         if node.metadata.name.as_deref() == Some(node_name)
@@ -144,8 +147,17 @@ mod tests {
         let current = parse_routes(
             "10.244.1.0/24 via 172.18.0.3 dev eth0 proto 75\n10.244.2.0/24 via 172.18.0.4 dev eth0 proto 75 \n",
         );
-        assert_eq!(current, [r("10.244.1.0/24", "172.18.0.3"), r("10.244.2.0/24", "172.18.0.4")]);
-        let desired = [r("10.244.1.0/24", "172.18.0.9"), r("10.244.3.0/24", "172.18.0.5")];
+        assert_eq!(
+            current,
+            [
+                r("10.244.1.0/24", "172.18.0.3"),
+                r("10.244.2.0/24", "172.18.0.4")
+            ]
+        );
+        let desired = [
+            r("10.244.1.0/24", "172.18.0.9"),
+            r("10.244.3.0/24", "172.18.0.5"),
+        ];
         let (add, delete) = plan(&current, &desired);
         assert_eq!(add, desired);
         assert_eq!(delete, [r("10.244.2.0/24", "172.18.0.4")]);

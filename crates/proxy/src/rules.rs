@@ -109,12 +109,48 @@ pub fn jumps() -> Vec<Jump> {
     };
     let new = ["-m", "conntrack", "--ctstate", "NEW"];
     vec![
-        jump(Table::Nat, "PREROUTING", "kubelab service portals", &[], SERVICES),
-        jump(Table::Nat, "OUTPUT", "kubelab service portals", &[], SERVICES),
-        jump(Table::Nat, "POSTROUTING", "kubelab service masquerade", &[], POSTROUTING),
-        jump(Table::Filter, "INPUT", "kubelab service rejects", &new, SERVICES),
-        jump(Table::Filter, "FORWARD", "kubelab service rejects", &new, SERVICES),
-        jump(Table::Filter, "OUTPUT", "kubelab service rejects", &new, SERVICES),
+        jump(
+            Table::Nat,
+            "PREROUTING",
+            "kubelab service portals",
+            &[],
+            SERVICES,
+        ),
+        jump(
+            Table::Nat,
+            "OUTPUT",
+            "kubelab service portals",
+            &[],
+            SERVICES,
+        ),
+        jump(
+            Table::Nat,
+            "POSTROUTING",
+            "kubelab service masquerade",
+            &[],
+            POSTROUTING,
+        ),
+        jump(
+            Table::Filter,
+            "INPUT",
+            "kubelab service rejects",
+            &new,
+            SERVICES,
+        ),
+        jump(
+            Table::Filter,
+            "FORWARD",
+            "kubelab service rejects",
+            &new,
+            SERVICES,
+        ),
+        jump(
+            Table::Filter,
+            "OUTPUT",
+            "kubelab service rejects",
+            &new,
+            SERVICES,
+        ),
     ]
 }
 
@@ -179,8 +215,7 @@ pub fn ruleset(ports: &[ServicePort], cluster_cidr: Cidr) -> Ruleset {
             format!("! -s {cluster_cidr} -j RETURN"),
             format!("-d {cluster_cidr} -j ACCEPT"),
             "-m addrtype --dst-type LOCAL -j RETURN".into(),
-            "-m comment --comment \"pod traffic leaving the cluster network\" -j MASQUERADE"
-                .into(),
+            "-m comment --comment \"pod traffic leaving the cluster network\" -j MASQUERADE".into(),
         ],
     );
     let mut services = Vec::new();
@@ -233,7 +268,11 @@ pub fn ruleset(ports: &[ServicePort], cluster_cidr: Cidr) -> Ruleset {
             nat.insert(
                 sep,
                 vec![
-                    format!("{} -s {}/32 -j {MARK_MASQ}", comment("hairpin"), endpoint.ip),
+                    format!(
+                        "{} -s {}/32 -j {MARK_MASQ}",
+                        comment("hairpin"),
+                        endpoint.ip
+                    ),
                     format!(
                         "{} -p {proto}{affinity} -m {proto} -j DNAT --to-destination {}:{}",
                         comment("endpoint"),
@@ -255,15 +294,25 @@ pub fn ruleset(ports: &[ServicePort], cluster_cidr: Cidr) -> Ruleset {
             ));
         }
         if let Some(node_port) = port.node_port {
-            node_ports.push(format!("{} {} -j {ext}", comment("node port"), match_port(node_port)));
+            node_ports.push(format!(
+                "{} {} -j {ext}",
+                comment("node port"),
+                match_port(node_port)
+            ));
         }
         let svc = service_chain(port);
         let ext_rules = if port.external_local {
             let local: Vec<Endpoint> = port.endpoints.iter().filter(|e| e.local).cloned().collect();
             let mut rules = vec![
-                format!("{} -s {cluster_cidr} -j {svc}", comment("pod traffic uses every endpoint")),
+                format!(
+                    "{} -s {cluster_cidr} -j {svc}",
+                    comment("pod traffic uses every endpoint")
+                ),
                 format!("-m addrtype --src-type LOCAL -j {MARK_MASQ}"),
-                format!("{} -m addrtype --src-type LOCAL -j {svc}", comment("node traffic uses every endpoint")),
+                format!(
+                    "{} -m addrtype --src-type LOCAL -j {svc}",
+                    comment("node traffic uses every endpoint")
+                ),
             ];
             if local.is_empty() {
                 let drop = "-j DROP";
@@ -349,7 +398,11 @@ pub fn restore_input(table: Table, programmed: &Programmed, desired: &Chains) ->
         return None;
     }
     let mut out = format!("*{}\n", table.as_str());
-    for name in changed.iter().map(|(n, _)| *n).chain(deleted.iter().copied()) {
+    for name in changed
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(deleted.iter().copied())
+    {
         let _ = writeln!(out, ":{name} - [0:0]");
     }
     for (name, rules) in &changed {
@@ -407,19 +460,32 @@ mod tests {
 
     #[test]
     fn cluster_ip_balances_at_random_over_every_endpoint() {
-        let p = port(vec![ep("10.244.0.5", false), ep("10.244.1.5", false), ep("10.244.2.5", true)]);
+        let p = port(vec![
+            ep("10.244.0.5", false),
+            ep("10.244.1.5", false),
+            ep("10.244.2.5", true),
+        ]);
         let rules = ruleset(&[p.clone()], cidr());
         let nat = rules.chains(Table::Nat);
         let svc = &nat[&service_chain(&p)];
-        assert!(svc[0].contains("! -s 10.244.0.0/16 -d 10.96.0.20/32"), "{svc:?}");
+        assert!(
+            svc[0].contains("! -s 10.244.0.0/16 -d 10.96.0.20/32"),
+            "{svc:?}"
+        );
         assert!(svc[1].contains("--probability 0.3333333333"), "{svc:?}");
         assert!(svc[2].contains("--probability 0.5000000000"), "{svc:?}");
         assert!(!svc[3].contains("statistic"), "{svc:?}");
-        let seps: Vec<&String> = nat.keys().filter(|k| k.starts_with("KUBELAB-SEP-")).collect();
+        let seps: Vec<&String> = nat
+            .keys()
+            .filter(|k| k.starts_with("KUBELAB-SEP-"))
+            .collect();
         assert_eq!(seps.len(), 3);
         let dnat = &nat[seps[0]][1];
         assert!(dnat.contains("-j DNAT --to-destination 10.244."), "{dnat}");
-        assert!(nat[SERVICES][0].contains(&format!("-d 10.96.0.20/32 -p tcp -m tcp --dport 80 -j {}", service_chain(&p))));
+        assert!(nat[SERVICES][0].contains(&format!(
+            "-d 10.96.0.20/32 -p tcp -m tcp --dport 80 -j {}",
+            service_chain(&p)
+        )));
         assert!(nat[SERVICES].last().unwrap().ends_with(NODEPORTS));
         assert!(rules.chains(Table::Filter)[SERVICES].is_empty());
         for name in nat.keys() {
@@ -435,7 +501,9 @@ mod tests {
         let rules = ruleset(&[p.clone()], cidr());
         let rejects = &rules.chains(Table::Filter)[SERVICES];
         assert_eq!(rejects.len(), 3, "{rejects:?}");
-        assert!(rejects.iter().all(|r| r.ends_with("-j REJECT --reject-with icmp-port-unreachable")));
+        assert!(rejects
+            .iter()
+            .all(|r| r.ends_with("-j REJECT --reject-with icmp-port-unreachable")));
         assert!(rejects[0].contains("-d 10.96.0.20/32 -p tcp -m tcp --dport 80"));
         assert!(rejects[2].contains("--dst-type LOCAL -p tcp -m tcp --dport 30080"));
         assert!(!rules.chains(Table::Nat).contains_key(&service_chain(&p)));
@@ -449,8 +517,18 @@ mod tests {
         let nat = rules.chains(Table::Nat);
         assert_eq!(nat[NODEPORTS].len(), 1);
         assert!(nat[NODEPORTS][0].contains("--dport 30080 -j KUBELAB-EXT-"));
-        let ext = nat.iter().find(|(k, _)| k.starts_with("KUBELAB-EXT-")).unwrap().1;
-        assert_eq!(ext, &vec![format!("-j {MARK_MASQ}"), format!("-j {}", service_chain(&p))]);
+        let ext = nat
+            .iter()
+            .find(|(k, _)| k.starts_with("KUBELAB-EXT-"))
+            .unwrap()
+            .1;
+        assert_eq!(
+            ext,
+            &vec![
+                format!("-j {MARK_MASQ}"),
+                format!("-j {}", service_chain(&p))
+            ]
+        );
     }
 
     #[test]
@@ -460,14 +538,24 @@ mod tests {
         p.external_local = true;
         let rules = ruleset(&[p.clone()], cidr());
         let nat = rules.chains(Table::Nat);
-        let svl = nat.iter().find(|(k, _)| k.starts_with("KUBELAB-SVL-")).unwrap().1;
+        let svl = nat
+            .iter()
+            .find(|(k, _)| k.starts_with("KUBELAB-SVL-"))
+            .unwrap()
+            .1;
         assert_eq!(svl.len(), 1, "one local endpoint: {svl:?}");
-        assert!(!svl.iter().any(|r| r.contains(MARK_MASQ)), "client address kept");
+        assert!(
+            !svl.iter().any(|r| r.contains(MARK_MASQ)),
+            "client address kept"
+        );
         // Without a local endpoint: external traffic dropped, pods still served.
         let mut remote = p.clone();
         remote.endpoints = vec![ep("10.244.1.5", false)];
         let rules = ruleset(&[remote], cidr());
-        assert!(!rules.chains(Table::Nat).keys().any(|k| k.starts_with("KUBELAB-SVL-")));
+        assert!(!rules
+            .chains(Table::Nat)
+            .keys()
+            .any(|k| k.starts_with("KUBELAB-SVL-")));
         let drops = &rules.chains(Table::Filter)[SERVICES];
         assert!(drops[0].contains("--dport 30080 -j DROP"), "{drops:?}");
     }
@@ -479,9 +567,15 @@ mod tests {
         let rules = ruleset(&[p.clone()], cidr());
         let nat = rules.chains(Table::Nat);
         let svc = &nat[&service_chain(&p)];
-        assert!(svc[1].contains("-m recent --name KUBELAB-SEP-") && svc[1].contains("--rcheck --seconds 60 --reap"));
+        assert!(
+            svc[1].contains("-m recent --name KUBELAB-SEP-")
+                && svc[1].contains("--rcheck --seconds 60 --reap")
+        );
         assert!(svc[3].contains("statistic"));
-        let sep = nat.iter().find(|(k, _)| k.starts_with("KUBELAB-SEP-")).unwrap();
+        let sep = nat
+            .iter()
+            .find(|(k, _)| k.starts_with("KUBELAB-SEP-"))
+            .unwrap();
         assert!(sep.1[1].contains(&format!("-m recent --name {} --set", sep.0)));
     }
 
@@ -495,7 +589,10 @@ mod tests {
         let nat = first.chains(Table::Nat);
         let input = restore_input(Table::Nat, &Programmed::new(), nat).unwrap();
         assert!(input.starts_with("*nat\n") && input.ends_with("COMMIT\n"));
-        let programmed: Programmed = nat.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        let programmed: Programmed = nat
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
         assert_eq!(restore_input(Table::Nat, &programmed, nat), None);
 
         // One more endpoint for `a`: its service chain and the new endpoint chain only.
@@ -512,9 +609,14 @@ mod tests {
         // `b` gone: its chains are flushed and deleted, KUBELAB-SERVICES rewritten.
         let third = ruleset(&[a.clone()], cidr());
         let input = restore_input(Table::Nat, &programmed, third.chains(Table::Nat)).unwrap();
-        assert!(input.contains(&format!("-X {}", service_chain(&b))), "{input}");
+        assert!(
+            input.contains(&format!("-X {}", service_chain(&b))),
+            "{input}"
+        );
         assert!(input.contains(&format!(":{SERVICES} - [0:0]")));
-        let flush = input.find(&format!(":{} - [0:0]", service_chain(&b))).unwrap();
+        let flush = input
+            .find(&format!(":{} - [0:0]", service_chain(&b)))
+            .unwrap();
         let delete = input.find(&format!("-X {}", service_chain(&b))).unwrap();
         assert!(flush < delete);
     }

@@ -70,7 +70,12 @@ pub struct IptablesCommand;
 
 impl Iptables for IptablesCommand {
     fn restore(&mut self, _table: Table, input: &str) -> Result<(), Error> {
-        run("iptables-restore", &strings(&["-w", "--noflush"]), Some(input)).map(drop)
+        run(
+            "iptables-restore",
+            &strings(&["-w", "--noflush"]),
+            Some(input),
+        )
+        .map(drop)
     }
 
     fn chains(&mut self, table: Table) -> Result<Vec<String>, Error> {
@@ -100,8 +105,12 @@ pub struct IpRoute;
 impl RouteTable for IpRoute {
     fn list(&mut self) -> Result<Vec<Route>, Error> {
         let proto = ROUTE_PROTOCOL.to_string();
-        run("ip", &strings(&["-4", "route", "show", "proto", &proto]), None)
-            .map(|s| crate::routes::parse_routes(&s))
+        run(
+            "ip",
+            &strings(&["-4", "route", "show", "proto", &proto]),
+            None,
+        )
+        .map(|s| crate::routes::parse_routes(&s))
     }
 
     fn replace(&mut self, route: &Route) -> Result<(), Error> {

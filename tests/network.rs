@@ -1,0 +1,392 @@
+//! Cluster networking end to end (issue 7, part N): pod routes across nodes and the iptables
+//! service proxy of every agent, on 3-node `kubelab up` clusters driven by the real kubectl,
+//! with a busybox image FROM scratch.
+//!
+//! Like tests/cluster.rs these need a Docker engine (`.ci/run` starts one) and fail, saying so,
+//! without it. A `Cluster` guard runs `kubelab down` even when a test panics.
+//!
+//! Busybox notes: Debian's static busybox `wget -T` crashes (SIGSEGV), so requests have no
+//! `-T`; a request that could hang is run under busybox `timeout`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
+
+const UP_DEADLINE: Duration = Duration::from_secs(400);
+const WAIT: Duration = Duration::from_secs(180);
+const IMAGE: &str = "kubelab-test/busybox:1";
+
+fn kubelab(kubeconfig: &Path, args: &[&str], deadline: Duration) -> Output {
+    let mut cmd = Command::new(kubelab_bin());
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("RUST_LOG");
+    run_with_deadline(cmd, None, deadline)
+}
+
+fn docker(args: &[&str]) -> Output {
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    run_with_deadline(cmd, None, Duration::from_secs(60))
+}
+
+/// Panics, saying how to start one, unless a Docker engine answers; builds the node image
+/// of this binary and the busybox test image once.
+fn require_docker() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let scratch = std::env::temp_dir().join("kubelab-network-tests.kubeconfig");
+        let out = kubelab(&scratch, &["list"], Duration::from_secs(30));
+        if !out.success() {
+            return Err(format!(
+                "these tests need a Docker engine: {}\n(CI: .ci/run installs docker.io and starts dockerd)",
+                out.stderr.trim()
+            ));
+        }
+        let out = kubelab(&scratch, &["node-image", "build"], Duration::from_secs(900));
+        if !out.success() {
+            return Err(format!("kubelab node-image build failed:\n{}{}", out.stdout, out.stderr));
+        }
+        build_test_image(IMAGE);
+        Ok(())
+    });
+    if let Err(message) = ready {
+        panic!("{message}");
+    }
+}
+
+/// A busybox image FROM scratch (the host's busybox-static), loaded into the host's Docker.
+fn build_test_image(name: &str) {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("busybox-static is installed (apt-get install busybox-static)");
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
+    let applets: Vec<&str> = applets.split_whitespace().collect();
+    let archive = kubelab_cluster::oci::docker_archive(
+        name,
+        &kubelab_cluster::oci::busybox_entries(busybox, &applets),
+        &kubelab_cluster::oci::ImageConfig {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        },
+    )
+    .expect("image archive");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.tar");
+    std::fs::write(&path, archive).unwrap();
+    let out = docker(&["load", "-i", path.to_str().unwrap()]);
+    assert!(out.success(), "docker load: {}", out.stderr);
+}
+
+/// A 3-node cluster with the test image loaded, removed (`kubelab down`) when dropped.
+struct Cluster {
+    name: String,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    fn up(name: &str) -> Cluster {
+        require_docker();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("config");
+        let _ = kubelab(&kubeconfig, &["down", name], Duration::from_secs(60));
+        let cluster = Cluster {
+            name: name.to_owned(),
+            _dir: dir,
+            kubeconfig,
+        };
+        let out = cluster.kubelab(
+            &["up", "--name", name, "--nodes", "3", "--wait", "180s"],
+            UP_DEADLINE,
+        );
+        assert!(
+            out.success(),
+            "kubelab up {name}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        let out = cluster.kubelab(&["load", "image", IMAGE, "--name", name], WAIT);
+        assert!(
+            out.success(),
+            "kubelab load image:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        eventually("3 nodes Ready", WAIT, || {
+            let out = cluster.kubectl(&["get", "nodes", "--no-headers"]);
+            (out.stdout
+                .lines()
+                .filter(|l| common::columns(l).get(1) == Some(&"Ready"))
+                .count()
+                == 3)
+                .then_some(())
+        });
+        cluster
+    }
+
+    fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
+        kubelab(&self.kubeconfig, args, deadline)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&Kubectl::new("1.32").path);
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        run_with_deadline(cmd, None, Duration::from_secs(60))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.success(),
+            "kubectl {args:?}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    fn apply(&self, manifest: &str) {
+        let mut cmd = Command::new(&Kubectl::new("1.32").path);
+        cmd.args(["apply", "-f", "-"])
+            .env("KUBECONFIG", &self.kubeconfig);
+        let out = run_with_deadline(cmd, Some(manifest), Duration::from_secs(60));
+        assert!(
+            out.success(),
+            "kubectl apply:\n{}{}\n{manifest}",
+            out.stdout,
+            out.stderr
+        );
+    }
+
+    /// `kubectl exec POD -- sh -c SCRIPT`.
+    fn sh(&self, pod: &str, script: &str) -> Output {
+        self.kubectl(&["exec", pod, "--", "sh", "-c", script])
+    }
+
+    /// The body of `http://URL` fetched from inside `pod`, or the error.
+    fn fetch(&self, pod: &str, url: &str) -> Result<String, String> {
+        let out = self.sh(pod, &format!("timeout 10 wget -q -O- {url}"));
+        if out.success() {
+            Ok(out.stdout.trim().to_owned())
+        } else {
+            Err(format!("{}{}", out.stdout, out.stderr))
+        }
+    }
+
+    /// node name → InternalIP.
+    fn node_ips(&self) -> Vec<(String, String)> {
+        let out = self.ok(&[
+            "get", "nodes", "--no-headers", "-o",
+            "custom-columns=NAME:.metadata.name,IP:.status.addresses[?(@.type==\"InternalIP\")].address",
+        ]);
+        out.lines()
+            .filter_map(|l| match common::columns(l)[..] {
+                [name, ip] => Some((name.to_owned(), ip.to_owned())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (pod, node, podIP) of the Running, ready pods labelled app=APP.
+    fn ready_pods(&self, app: &str) -> Vec<(String, String, String)> {
+        let out = self.ok(&[
+            "get", "pods", "-l", &format!("app={app}"), "--no-headers", "-o",
+            "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,IP:.status.podIP,PHASE:.status.phase,READY:.status.containerStatuses[0].ready,DEL:.metadata.deletionTimestamp",
+        ]);
+        out.lines()
+            .filter_map(|l| match common::columns(l)[..] {
+                [name, node, ip, "Running", "true", "<none>"] => {
+                    Some((name.to_owned(), node.to_owned(), ip.to_owned()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
+        if !out.success() {
+            eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
+        }
+    }
+}
+
+/// A pod pinned to `node` that just waits (the client of the requests).
+fn client_pod(name: &str, node: &str, host_network: bool) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  nodeName: {node}
+  hostNetwork: {host_network}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+"#
+    )
+}
+
+/// A web server in every pod answering with its pod name; on SIGTERM it keeps serving for
+/// `linger` seconds before it stops (a pod that is deleted but not yet terminated).
+fn web_server(linger: u32) -> String {
+    format!(
+        r#"
+      terminationGracePeriodSeconds: 60
+      containers:
+      - name: main
+        image: {IMAGE}
+        env:
+        - name: POD
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /www && echo $POD > /www/index.html
+          httpd -f -v -p 8080 -h /www &
+          server=$!
+          trap "sleep {linger}; kill $server; exit 0" TERM
+          while :; do wait; done
+"#
+    )
+}
+
+/// The HTTP body of `GET /` at `addr` from the host (no busybox: std's TCP client).
+fn host_get(addr: &str) -> Result<String, String> {
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &addr.parse().map_err(|e| format!("{addr}: {e}"))?,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or(response.clone())?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(head.to_owned());
+    }
+    Ok(body.trim().to_owned())
+}
+
+/// The API server behind the `kubernetes` Service answered on https://10.96.0.1 from `pod`:
+/// either the version document, or a TLS alert from the peer (busybox's own TLS client cannot
+/// agree on a signature scheme with the API server's ECDSA certificate: the alert still comes
+/// from the API server, through the ClusterIP).
+fn reaches_api_server(cluster: &Cluster, pod: &str) -> Result<(), String> {
+    let out = cluster.sh(
+        pod,
+        "timeout 10 wget --no-check-certificate -q -O- https://10.96.0.1/version",
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    if all.contains("gitVersion") || all.contains("TLS error from peer") {
+        Ok(())
+    } else {
+        Err(all)
+    }
+}
+
+/// Acceptance 1: a pod on node A fetches from pods on nodes B and C by pod IP (routes to the
+/// other nodes' podCIDRs; pod-to-pod traffic keeps its addresses). Routes follow a node
+/// joining and leaving. Pods and hostNetwork pods reach the API server at 10.96.0.1.
+#[test]
+fn pods_reach_pods_on_other_nodes() {
+    let lab = Cluster::up("kl-net-routes");
+    let nodes: Vec<String> = lab.node_ips().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(nodes.len(), 3);
+    let mut manifest = format!(
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: echo}}
+spec:
+  selector: {{matchLabels: {{app: echo}}}}
+  template:
+    metadata: {{labels: {{app: echo}}}}
+    spec:{}"#,
+        web_server(0)
+    );
+    manifest.push_str("---\n");
+    manifest.push_str(&client_pod("client", &nodes[0], false));
+    manifest.push_str("---\n");
+    manifest.push_str(&client_pod("host-client", &nodes[1], true));
+    lab.apply(&manifest);
+    let echo = eventually("an echo pod Running on every node", WAIT, || {
+        Some(lab.ready_pods("echo")).filter(|p| p.len() == 3)
+    });
+    eventually("client pods Running", WAIT, || {
+        (lab.ready_pods("client").len() == 1 && lab.ready_pods("host-client").len() == 1)
+            .then_some(())
+    });
+    let client_ip = lab.ok(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
+    for (pod, node, ip) in &echo {
+        let body = eventually(&format!("{pod} on {node} answers the client"), WAIT, || {
+            lab.fetch("client", &format!("http://{ip}:8080/")).ok()
+        });
+        assert_eq!(&body, pod, "{node}");
+        // The server saw the client's pod IP, not its node's (no masquerade inside the pod
+        // network; httpd -v logs every client address).
+        let logs = lab.ok(&["logs", pod]);
+        assert!(logs.contains(&format!(":{client_ip}]:")), "{node}: {logs}");
+    }
+    // hostNetwork pods and the nodes themselves use the same routes.
+    for (pod, _, ip) in &echo {
+        assert_eq!(
+            lab.fetch("host-client", &format!("http://{ip}:8080/"))
+                .as_deref(),
+            Ok(pod.as_str())
+        );
+    }
+    for pod in ["client", "host-client"] {
+        eventually(
+            &format!("10.96.0.1 reaches the API server from {pod}"),
+            WAIT,
+            || reaches_api_server(&lab, pod).ok(),
+        );
+    }
+
+    // Routes follow nodes: a new node's pods are reachable, a removed node's route goes.
+    let out = lab.kubelab(&["node", "add", &lab.name], WAIT);
+    assert!(out.success(), "node add:\n{}{}", out.stdout, out.stderr);
+    let added = format!("{}-agent-2", lab.name);
+    let out = lab.kubelab(&["load", "image", IMAGE, "--name", &lab.name], WAIT);
+    assert!(out.success(), "load image:\n{}{}", out.stdout, out.stderr);
+    let (pod, ip) = eventually("an echo pod on the new node", WAIT, || {
+        lab.ready_pods("echo")
+            .into_iter()
+            .find(|(_, node, _)| *node == added)
+            .map(|(pod, _, ip)| (pod, ip))
+    });
+    let body = eventually("the new node's pod answers", WAIT, || {
+        lab.fetch("client", &format!("http://{ip}:8080/")).ok()
+    });
+    assert_eq!(body, pod);
+    let cidr = lab.ok(&["get", "node", &added, "-o", "jsonpath={.spec.podCIDR}"]);
+    let out = lab.kubelab(&["node", "remove", &lab.name, &added], WAIT);
+    assert!(out.success(), "node remove:\n{}{}", out.stdout, out.stderr);
+    eventually("the removed node's route is gone", WAIT, || {
+        let routes = docker(&["exec", &nodes[0], "ip", "route"]);
+        (routes.success() && !routes.stdout.contains(&cidr)).then_some(())
+    });
+}
