@@ -390,3 +390,238 @@ spec:
         (routes.success() && !routes.stdout.contains(&cidr)).then_some(())
     });
 }
+
+/// Names answering `count` requests to `url` made one after the other from `pod`.
+fn answers(cluster: &Cluster, pod: &str, url: &str, count: usize) -> Vec<String> {
+    let out = cluster.sh(
+        pod,
+        &format!("for i in $(seq {count}); do timeout 10 wget -q -O- {url} || echo FAILED; done"),
+    );
+    assert!(out.success(), "{}", out.stderr);
+    out.stdout.lines().map(|l| l.trim().to_owned()).collect()
+}
+
+fn distinct(names: &[String]) -> std::collections::BTreeSet<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
+/// Acceptance 2 (by ClusterIP), 3 and 6, and the rest of the proxy's features: random
+/// balancing over every ready replica, hairpin, hostNetwork clients, sessionAffinity
+/// ClientIP, NodePort on every node with externalTrafficPolicy Cluster and Local, a
+/// LoadBalancer ingress IP, a deleted pod taken out before it terminates, an immediate
+/// "connection refused" without ready endpoints.
+#[test]
+fn services_through_the_proxy() {
+    let lab = Cluster::up("kl-net-svc");
+    let nodes: Vec<(String, String)> = lab.node_ips();
+    assert_eq!(nodes.len(), 3);
+    let mut manifest = format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}{}---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+"#,
+        web_server(20)
+    );
+    manifest.push_str(&client_pod("client", &nodes[0].0, false));
+    manifest.push_str("---\n");
+    manifest.push_str(&client_pod("host-client", &nodes[1].0, true));
+    lab.apply(&manifest);
+    let web = eventually("3 web replicas ready", WAIT, || {
+        Some(lab.ready_pods("web")).filter(|p| p.len() == 3)
+    });
+    let names: std::collections::BTreeSet<&str> = web.iter().map(|(p, _, _)| p.as_str()).collect();
+    eventually("client pods Running", WAIT, || {
+        (lab.ready_pods("client").len() == 1 && lab.ready_pods("host-client").len() == 1)
+            .then_some(())
+    });
+    let cluster_ip = lab.ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let url = format!("http://{cluster_ip}/");
+
+    // Acceptance 2: 60 requests reach every replica.
+    eventually("the ClusterIP answers", WAIT, || {
+        lab.fetch("client", &url).ok()
+    });
+    eventually("every replica answers within 60 requests", WAIT, || {
+        let got = answers(&lab, "client", &url, 60);
+        assert!(got.iter().all(|n| names.contains(n.as_str())), "{got:?}");
+        (distinct(&got) == names).then_some(())
+    });
+    // Hairpin: a replica reaches itself through the Service.
+    let (own, _, _) = &web[0];
+    let got = answers(&lab, own, &url, 30);
+    assert!(got.contains(own), "{own} never answered itself: {got:?}");
+    // Nodes and hostNetwork pods reach ClusterIPs (the OUTPUT chain).
+    let got = answers(&lab, "host-client", &url, 10);
+    assert!(got.iter().all(|n| names.contains(n.as_str())), "{got:?}");
+
+    // sessionAffinity ClientIP: one client, one replica.
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    eventually("affinity pins the client to one replica", WAIT, || {
+        (distinct(&answers(&lab, "client", &url, 20)).len() == 1).then_some(())
+    });
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None"}}"#,
+    ]);
+
+    // Acceptance 3: NodePort on every node's IP, from the host.
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    let node_port = lab.ok(&[
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    for (node, ip) in &nodes {
+        let addr = format!("{ip}:{node_port}");
+        let body = eventually(&format!("NodePort on {node}"), WAIT, || {
+            host_get(&addr).ok()
+        });
+        assert!(names.contains(body.as_str()), "{node}: {body}");
+    }
+    // externalTrafficPolicy Local: each node answers with its own replica only.
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    for (node, ip) in &nodes {
+        let local = &web
+            .iter()
+            .find(|(_, n, _)| n == node)
+            .expect("a replica per node")
+            .0;
+        let addr = format!("{ip}:{node_port}");
+        eventually(
+            &format!("{node} answers with its own replica"),
+            WAIT,
+            || {
+                let got: Vec<String> = (0..10).filter_map(|_| host_get(&addr).ok()).collect();
+                (got.len() == 10 && got.iter().all(|n| n == local)).then_some(())
+            },
+        );
+    }
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#,
+    ]);
+
+    // A LoadBalancer ingress IP is routed like the ClusterIP (what the MetalLB addon will set).
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    lab.ok(&[
+        "patch",
+        "service",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.50"}]}}}"#,
+    ]);
+    let body = eventually("the ingress IP answers", WAIT, || {
+        lab.fetch("client", "http://192.0.2.50/").ok()
+    });
+    assert!(names.contains(body.as_str()), "{body}");
+
+    // Acceptance 6: a deleted replica (still serving for 20 s after SIGTERM) gets no traffic.
+    let (gone, _, gone_ip) = &web[2];
+    lab.ok(&["delete", "pod", gone, "--wait=false"]);
+    eventually(&format!("{gone} out of the rotation"), WAIT, || {
+        let got = answers(&lab, "client", &url, 30);
+        (!got.contains(gone)).then_some(())
+    });
+    // ... before it terminated: it still answers on its own address, and still exists.
+    assert_eq!(
+        lab.fetch("client", &format!("http://{gone_ip}:8080/"))
+            .as_deref(),
+        Ok(gone.as_str()),
+        "{gone} should still be serving while terminating"
+    );
+    let out = lab.kubectl(&[
+        "get",
+        "pod",
+        gone,
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(
+        out.success() && !out.stdout.is_empty(),
+        "{gone} already gone: {}",
+        out.stderr
+    );
+
+    // Acceptance 2: scaled to 0, the next request is refused at once; scaled back, it works.
+    lab.ok(&["scale", "deployment", "web", "--replicas=0"]);
+    eventually("no ready endpoint left", WAIT, || {
+        let out = lab.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].conditions.ready}",
+        ]);
+        (!out.contains("true")).then_some(())
+    });
+    eventually(
+        "a request is refused at once",
+        Duration::from_secs(10),
+        || {
+            let started = Instant::now();
+            let result = lab.fetch("client", &url);
+            let took = started.elapsed();
+            match result {
+                Err(e) if e.contains("refused") => {
+                    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+                    Some(())
+                }
+                _ => None,
+            }
+        },
+    );
+    lab.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    eventually("the Service answers again", WAIT, || {
+        lab.fetch("client", &url).ok()
+    });
+}
