@@ -307,7 +307,11 @@ mod tests {
         ));
         let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default());
         let first = syncer
-            .sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[])
+            .sync(
+                std::slice::from_ref(&web),
+                &[web_slice(&["10.244.1.2"])],
+                &[],
+            )
             .unwrap();
         assert!(first.chains_written > 0);
         assert_eq!(syncer.iptables().jumps.len(), jumps().len());
@@ -316,14 +320,18 @@ mod tests {
         assert_eq!(nat[SERVICES].len(), 2);
 
         let again = syncer
-            .sync(&[web.clone()], &[web_slice(&["10.244.1.2"])], &[])
+            .sync(
+                std::slice::from_ref(&web),
+                &[web_slice(&["10.244.1.2"])],
+                &[],
+            )
             .unwrap();
         assert_eq!(again.chains_written, 0, "nothing changed, nothing written");
 
         // A second endpoint: the service chain and one endpoint chain.
         let more = syncer
             .sync(
-                &[web.clone()],
+                std::slice::from_ref(&web),
                 &[web_slice(&["10.244.1.2", "10.244.2.2"])],
                 &[],
             )
@@ -331,7 +339,9 @@ mod tests {
         assert_eq!(more.chains_written, 2);
 
         // No endpoints: the nat chains go, a reject appears.
-        syncer.sync(&[web.clone()], &[web_slice(&[])], &[]).unwrap();
+        syncer
+            .sync(std::slice::from_ref(&web), &[web_slice(&[])], &[])
+            .unwrap();
         let tables = &syncer.iptables().tables;
         assert!(!tables[&Table::Nat]
             .keys()

@@ -465,7 +465,7 @@ mod tests {
             ep("10.244.1.5", false),
             ep("10.244.2.5", true),
         ]);
-        let rules = ruleset(&[p.clone()], cidr());
+        let rules = ruleset(std::slice::from_ref(&p), cidr());
         let nat = rules.chains(Table::Nat);
         let svc = &nat[&service_chain(&p)];
         assert!(
@@ -498,7 +498,7 @@ mod tests {
         let mut p = port(Vec::new());
         p.node_port = Some(30080);
         p.external_ips = vec!["172.18.255.1".parse().unwrap()];
-        let rules = ruleset(&[p.clone()], cidr());
+        let rules = ruleset(std::slice::from_ref(&p), cidr());
         let rejects = &rules.chains(Table::Filter)[SERVICES];
         assert_eq!(rejects.len(), 3, "{rejects:?}");
         assert!(rejects
@@ -513,7 +513,7 @@ mod tests {
     fn node_port_with_cluster_policy_masquerades() {
         let mut p = port(vec![ep("10.244.1.5", false)]);
         p.node_port = Some(30080);
-        let rules = ruleset(&[p.clone()], cidr());
+        let rules = ruleset(std::slice::from_ref(&p), cidr());
         let nat = rules.chains(Table::Nat);
         assert_eq!(nat[NODEPORTS].len(), 1);
         assert!(nat[NODEPORTS][0].contains("--dport 30080 -j KUBELAB-EXT-"));
@@ -536,7 +536,7 @@ mod tests {
         let mut p = port(vec![ep("10.244.1.5", false), ep("10.244.0.5", true)]);
         p.node_port = Some(30080);
         p.external_local = true;
-        let rules = ruleset(&[p.clone()], cidr());
+        let rules = ruleset(std::slice::from_ref(&p), cidr());
         let nat = rules.chains(Table::Nat);
         let svl = nat
             .iter()
@@ -564,7 +564,7 @@ mod tests {
     fn session_affinity_checks_recent_clients_first() {
         let mut p = port(vec![ep("10.244.0.5", false), ep("10.244.1.5", false)]);
         p.affinity_seconds = Some(60);
-        let rules = ruleset(&[p.clone()], cidr());
+        let rules = ruleset(std::slice::from_ref(&p), cidr());
         let nat = rules.chains(Table::Nat);
         let svc = &nat[&service_chain(&p)];
         assert!(
@@ -607,7 +607,7 @@ mod tests {
         assert!(!input.contains("-X"));
 
         // `b` gone: its chains are flushed and deleted, KUBELAB-SERVICES rewritten.
-        let third = ruleset(&[a.clone()], cidr());
+        let third = ruleset(std::slice::from_ref(&a), cidr());
         let input = restore_input(Table::Nat, &programmed, third.chains(Table::Nat)).unwrap();
         assert!(
             input.contains(&format!("-X {}", service_chain(&b))),
