@@ -220,8 +220,10 @@ impl Worker {
             .restart_policy
             .clone()
             .unwrap_or_else(|| "Always".into());
-        // Preparing: podCIDR, volumes, sandbox.
-        if !host_network(pod) && self.kubelet.pod_cidr().is_none() {
+        // Preparing: podCIDR, volumes, sandbox. A pod whose sandbox already runs (adopted by a
+        // restarted agent) is not sent back to Pending while these catch up.
+        let adopted = obs.sandbox.is_some();
+        if !adopted && !host_network(pod) && self.kubelet.pod_cidr().is_none() {
             *next = Duration::from_millis(500);
             return (Stage::Preparing, obs);
         }
@@ -233,7 +235,9 @@ impl Worker {
                 .events
                 .pod(pod, None, true, "FailedMount", &message);
             *next = Duration::from_secs(2);
-            return (Stage::Preparing, obs);
+            if !adopted {
+                return (Stage::Preparing, obs);
+            }
         }
         if obs.sandbox.is_none() {
             let sandbox_running_before = !obs.all_sandboxes.is_empty();
