@@ -620,6 +620,16 @@ spec:
             }
         },
     );
+    // Every request refused at once, also many in a row (a TCP reset: ICMP errors are
+    // rate-limited by the kernel, a fast client would wait for SYN retransmissions).
+    let started = Instant::now();
+    let out = lab.sh(
+        "client",
+        &format!("for i in $(seq 20); do timeout 10 wget -q -O- {url} 2>&1; done"),
+    );
+    let took = started.elapsed();
+    assert_eq!(out.stdout.matches("refused").count(), 20, "{}", out.stdout);
+    assert!(took < Duration::from_secs(5), "20 refusals took {took:?}");
     lab.ok(&["scale", "deployment", "web", "--replicas=3"]);
     eventually("the Service answers again", WAIT, || {
         lab.fetch("client", &url).ok()

@@ -50,6 +50,8 @@ pub struct Syncer<I, R> {
     routes: R,
     /// What this process programmed (`None`: nothing known, read the tables first).
     programmed: Option<BTreeMap<Table, Programmed>>,
+    /// The routes of the last successful route sync (unchanged nodes: nothing to do).
+    routed: Option<Vec<crate::routes::Route>>,
 }
 
 impl<I: Iptables, R: RouteTable> Syncer<I, R> {
@@ -59,6 +61,7 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
             iptables,
             routes,
             programmed: None,
+            routed: None,
         }
     }
 
@@ -90,6 +93,10 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
         nodes: impl IntoIterator<Item = &'a Node>,
     ) -> Result<usize, Error> {
         let desired = desired_routes(nodes, &self.config.node_name);
+        if self.routed.as_ref() == Some(&desired) {
+            return Ok(0);
+        }
+        self.routed = None;
         let current = self.routes.list()?;
         let (add, delete) = plan(&current, &desired);
         for route in &delete {
@@ -100,6 +107,7 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
             self.routes.replace(route)?;
             tracing::info!(destination = %route.destination, gateway = %route.gateway, "pod route added");
         }
+        self.routed = Some(desired);
         Ok(add.len() + delete.len())
     }
 
@@ -117,7 +125,7 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
                 found
             }
         };
-        let wanted = ruleset(ports, self.config.cluster_cidr);
+        let mut wanted = ruleset(ports, self.config.cluster_cidr);
         let mut stats = SyncStats {
             service_ports: ports.len(),
             rules: wanted.rule_count(),
@@ -131,10 +139,8 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
                 // On failure nothing is known any more: the next sync reads the tables again.
                 self.iptables.restore(table, &input)?;
             }
-            *current = desired
-                .iter()
-                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                .collect();
+            let desired = wanted.tables.remove(&table).unwrap_or_default();
+            *current = desired.into_iter().map(|(k, v)| (k, Some(v))).collect();
         }
         if first {
             for jump in jumps() {

@@ -30,7 +30,7 @@ use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Cidr, Endpoint, ServicePort};
+use crate::model::{Cidr, Endpoint, Protocol, ServicePort};
 
 /// Prefix of every chain kubelab programs.
 pub const CHAIN_PREFIX: &str = "KUBELAB-";
@@ -230,7 +230,12 @@ pub fn ruleset(ports: &[ServicePort], cluster_cidr: Cidr) -> Ruleset {
         let comment = |what: &str| format!("-m comment --comment \"{} {what}\"", port.name);
         let cluster_dst = format!("-d {}/32 {}", port.cluster_ip, match_port(port.port));
         if port.endpoints.is_empty() {
-            let reject = "-j REJECT --reject-with icmp-port-unreachable";
+            // A TCP reset, not an ICMP error: the kernel rate-limits ICMP errors (about one a
+            // second per peer), a client retrying fast would see SYNs dropped, not refused.
+            let reject = match port.protocol {
+                Protocol::Tcp => "-j REJECT --reject-with tcp-reset",
+                _ => "-j REJECT --reject-with icmp-port-unreachable",
+            };
             rejects.push(format!(
                 "{} {cluster_dst} {reject}",
                 comment("has no endpoints")
@@ -388,7 +393,7 @@ pub type Programmed = BTreeMap<String, Option<Vec<String>>>;
 pub fn restore_input(table: Table, programmed: &Programmed, desired: &Chains) -> Option<String> {
     let changed: Vec<(&String, &Vec<String>)> = desired
         .iter()
-        .filter(|(name, rules)| programmed.get(*name) != Some(&Some((*rules).clone())))
+        .filter(|(name, rules)| !matches!(programmed.get(*name), Some(Some(had)) if had == *rules))
         .collect();
     let deleted: Vec<&String> = programmed
         .keys()
@@ -430,7 +435,6 @@ pub fn saved_chains(save: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Protocol;
 
     fn ep(ip: &str, local: bool) -> Endpoint {
         Endpoint {
@@ -503,10 +507,15 @@ mod tests {
         assert_eq!(rejects.len(), 3, "{rejects:?}");
         assert!(rejects
             .iter()
-            .all(|r| r.ends_with("-j REJECT --reject-with icmp-port-unreachable")));
+            .all(|r| r.ends_with("-j REJECT --reject-with tcp-reset")));
         assert!(rejects[0].contains("-d 10.96.0.20/32 -p tcp -m tcp --dport 80"));
         assert!(rejects[2].contains("--dst-type LOCAL -p tcp -m tcp --dport 30080"));
         assert!(!rules.chains(Table::Nat).contains_key(&service_chain(&p)));
+        // UDP has no reset: the ICMP error.
+        p.protocol = Protocol::Udp;
+        let rules = ruleset(std::slice::from_ref(&p), cidr());
+        let rejects = &rules.chains(Table::Filter)[SERVICES];
+        assert!(rejects[0].ends_with("-j REJECT --reject-with icmp-port-unreachable"));
     }
 
     #[test]
