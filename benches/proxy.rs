@@ -52,7 +52,7 @@ fn port(i: usize, endpoints: usize) -> ServicePort {
         cluster_ip: ip(u32::from(std::net::Ipv4Addr::new(10, 100, 0, 0))),
         port: 80,
         protocol: Protocol::Tcp,
-        node_port: (i % 4 == 0).then(|| 30_000 + (i / 4) as u16),
+        node_port: i.is_multiple_of(4).then(|| 30_000 + (i / 4) as u16),
         external_ips: Vec::new(),
         external_local: false,
         affinity_seconds: None,
