@@ -257,7 +257,8 @@ async fn run_kubelet(
         AbortOnDrop(tokio::spawn(async move {
             let iptables = kubelab_proxy::system::IptablesCommand;
             let routes = kubelab_proxy::system::IpRoute;
-            if let Err(e) = kubelab_proxy::run(client, proxy, iptables, routes).await {
+            let conntrack = kubelab_proxy::system::NetlinkConntrack;
+            if let Err(e) = kubelab_proxy::run(client, proxy, iptables, routes, conntrack).await {
                 tracing::error!(error = %e, "the service proxy stopped");
             }
         }))

@@ -8,14 +8,18 @@
 //!   what is programmed and what is wanted, as `iptables-restore --noflush` input that rewrites
 //!   only the chains that changed;
 //! - `routes`: a route to every other node's podCIDR through its InternalIP;
-//! - `system`: the boundary to the kernel ([`system::Iptables`], [`system::RouteTable`]) with
-//!   the real implementations (iptables-restore, `ip route`) and fakes for tests;
+//! - `system`: the boundary to the kernel ([`system::Iptables`], [`system::RouteTable`],
+//!   [`system::Conntrack`]) with the real implementations (iptables-restore, `ip route`,
+//!   netlink) and fakes for tests;
+//! - `conntrack`: ctnetlink messages deleting the connection-tracking entries of removed UDP
+//!   endpoints;
 //! - `proxier`: the loop — reflectors, then a sync after every batch of changes.
 //!
 //! It is not a load balancer in user space: packets never pass through this process. It does
 //! not allocate ClusterIPs or NodePorts (the API server does) nor compute endpoints (the
 //! endpoints controllers do).
 
+pub mod conntrack;
 pub mod model;
 pub mod proxier;
 pub mod routes;

@@ -3,7 +3,8 @@
 //! difference to what it programmed before ([`Syncer`]). Changes that arrive during a sync are
 //! coalesced into the next one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +16,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use tokio::sync::Notify;
 
-use crate::model::{service_ports, Cidr, ServicePort, SERVICE_NAME_LABEL};
+use crate::model::{service_ports, Cidr, Protocol, ServicePort, SERVICE_NAME_LABEL};
 use crate::routes::{desired_routes, plan};
 use crate::rules::{jumps, restore_input, ruleset, Programmed, Table};
-use crate::system::{Iptables, RouteTable};
+use crate::system::{Conntrack, Iptables, RouteTable};
 use crate::Error;
 
 /// What the proxy needs to know about its node.
@@ -41,6 +42,8 @@ pub struct SyncStats {
     pub rules: usize,
     /// Routes added, replaced or deleted.
     pub routes_changed: usize,
+    /// Conntrack entries of removed UDP endpoints deleted.
+    pub conntrack_deleted: usize,
 }
 
 /// Keeps the node's routes and chains in line with the wanted state, writing differences.
@@ -52,6 +55,10 @@ pub struct Syncer<I, R> {
     programmed: Option<BTreeMap<Table, Programmed>>,
     /// The routes of the last successful route sync (unchanged nodes: nothing to do).
     routed: Option<Vec<crate::routes::Route>>,
+    /// Where removed UDP endpoints' conntrack entries are deleted (None: not done).
+    conntrack: Option<Box<dyn Conntrack>>,
+    /// The UDP endpoints of the last sync.
+    udp_endpoints: BTreeSet<(Ipv4Addr, u16)>,
 }
 
 impl<I: Iptables, R: RouteTable> Syncer<I, R> {
@@ -62,7 +69,15 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
             routes,
             programmed: None,
             routed: None,
+            conntrack: None,
+            udp_endpoints: BTreeSet::new(),
         }
+    }
+
+    /// Deletes the conntrack entries of UDP endpoints a sync removed, through `conntrack`.
+    pub fn with_conntrack(mut self, conntrack: impl Conntrack) -> Self {
+        self.conntrack = Some(Box::new(conntrack));
+        self
     }
 
     pub fn iptables(&self) -> &I {
@@ -148,6 +163,23 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
             }
         }
         self.programmed = Some(programmed);
+        // Only now, with the rules no longer leading there: new packets of an old UDP flow
+        // then make a new entry, DNATed to a current endpoint.
+        let udp: BTreeSet<(Ipv4Addr, u16)> = ports
+            .iter()
+            .filter(|p| p.protocol == Protocol::Udp)
+            .flat_map(|p| p.endpoints.iter().map(|e| (e.ip, e.port)))
+            .collect();
+        let removed: Vec<(Ipv4Addr, u16)> = self.udp_endpoints.difference(&udp).copied().collect();
+        self.udp_endpoints = udp;
+        if let (Some(conntrack), false) = (self.conntrack.as_mut(), removed.is_empty()) {
+            match conntrack.delete_answered_by(crate::conntrack::UDP, &removed) {
+                Ok(n) => stats.conntrack_deleted = n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete conntrack entries of removed UDP endpoints")
+                }
+            }
+        }
         Ok(stats)
     }
 }
@@ -219,11 +251,12 @@ where
 }
 
 /// Runs the proxy until the task is dropped: routes and rules follow the cluster.
-pub async fn run<I: Iptables, R: RouteTable>(
+pub async fn run<I: Iptables, R: RouteTable, C: Conntrack>(
     client: Client,
     config: Config,
     iptables: I,
     routes: R,
+    conntrack: C,
 ) -> Result<(), Error> {
     let wake = Arc::new(Notify::new());
     let services = follow::<Service>(&client, wake.clone());
@@ -239,7 +272,7 @@ pub async fn run<I: Iptables, R: RouteTable>(
         }
     }
     tracing::info!(node = %config.node_name, cluster_cidr = %config.cluster_cidr, "service proxy started");
-    let mut syncer = Some(Syncer::new(config, iptables, routes));
+    let mut syncer = Some(Syncer::new(config, iptables, routes).with_conntrack(conntrack));
     loop {
         let (s, e, n) = (services.state(), slices.state(), nodes.state());
         let mut worker = syncer.take().expect("syncer");
@@ -252,12 +285,17 @@ pub async fn run<I: Iptables, R: RouteTable>(
         .expect("sync task");
         syncer = Some(worker);
         match result {
-            Ok(stats) if stats.chains_written > 0 || stats.routes_changed > 0 => {
+            Ok(stats)
+                if stats.chains_written > 0
+                    || stats.routes_changed > 0
+                    || stats.conntrack_deleted > 0 =>
+            {
                 tracing::info!(
                     ports = stats.service_ports,
                     chains_written = stats.chains_written,
                     rules = stats.rules,
                     routes_changed = stats.routes_changed,
+                    conntrack_deleted = stats.conntrack_deleted,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "proxy rules synced"
                 );
@@ -353,6 +391,42 @@ mod tests {
             .keys()
             .any(|k| k.starts_with("KUBELAB-SEP-")));
         assert_eq!(tables[&Table::Filter][SERVICES].len(), 1);
+    }
+
+    #[test]
+    fn removed_udp_endpoints_lose_their_conntrack_entries() {
+        let dns = Arc::new(service(
+            json!({"metadata": {"name": "dns", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+        ));
+        let slice = |ips: &[&str]| {
+            let endpoints: Vec<_> = ips.iter().map(|ip| json!({"addresses": [ip]})).collect();
+            Arc::new(crate::model::tests::slice(json!({
+                "metadata": {"name": "dns-x", "namespace": "default",
+                             "labels": {SERVICE_NAME_LABEL: "dns"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
+                "endpoints": endpoints
+            })))
+        };
+        let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default())
+            .with_conntrack(crate::system::FakeConntrack::default());
+        let services = std::slice::from_ref(&dns);
+        syncer
+            .sync(services, &[slice(&["10.244.1.2", "10.244.2.2"])], &[])
+            .unwrap();
+        syncer
+            .sync(services, &[slice(&["10.244.2.2"])], &[])
+            .unwrap();
+        syncer
+            .sync(services, &[slice(&["10.244.2.2", "10.244.3.2"])], &[])
+            .unwrap();
+        let conntrack = syncer.conntrack.as_ref().unwrap();
+        let fake = format!("{conntrack:?}");
+        assert_eq!(
+            fake, "FakeConntrack { deleted: [(17, [(10.244.1.2, 53)])] }",
+            "only the removal asks for a deletion"
+        );
     }
 
     #[test]

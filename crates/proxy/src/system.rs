@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use crate::routes::{Route, ROUTE_PROTOCOL};
@@ -25,6 +27,17 @@ pub trait RouteTable: Send + 'static {
     fn list(&mut self) -> Result<Vec<Route>, Error>;
     fn replace(&mut self, route: &Route) -> Result<(), Error>;
     fn delete(&mut self, route: &Route) -> Result<(), Error>;
+}
+
+/// The connection tracking table as the proxy uses it.
+pub trait Conntrack: Send + std::fmt::Debug + 'static {
+    /// Deletes the entries of `protocol` (IPPROTO_*) whose replies come from one of
+    /// `endpoints` after a DNAT; returns how many were deleted.
+    fn delete_answered_by(
+        &mut self,
+        protocol: u8,
+        endpoints: &[(Ipv4Addr, u16)],
+    ) -> Result<usize, Error>;
 }
 
 /// Runs `program args` with `stdin`; its stdout, or an error with its stderr.
@@ -208,5 +221,128 @@ impl RouteTable for FakeRoutes {
     fn delete(&mut self, route: &Route) -> Result<(), Error> {
         self.routes.retain(|r| r.destination != route.destination);
         Ok(())
+    }
+}
+
+/// The kernel's conntrack table over ctnetlink (`NETLINK_NETFILTER`; needs CAP_NET_ADMIN).
+#[derive(Clone, Debug, Default)]
+pub struct NetlinkConntrack;
+
+fn netlink_error(what: &str, error: std::io::Error) -> Error {
+    Error::Command {
+        command: format!("conntrack netlink {what}"),
+        message: error.to_string(),
+    }
+}
+
+impl NetlinkConntrack {
+    fn socket() -> Result<OwnedFd, Error> {
+        // SAFETY: plain socket(2); the descriptor is owned by the OwnedFd from here on.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if fd < 0 {
+            return Err(netlink_error("socket", std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a fresh descriptor owned by nobody else.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let timeout = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a valid timeval of the size passed.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
+        Ok(socket)
+    }
+
+    fn send(socket: &OwnedFd, message: &[u8]) -> Result<(), Error> {
+        // SAFETY: the buffer is valid for its length.
+        let sent = unsafe {
+            libc::send(
+                socket.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(netlink_error("send", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn receive(socket: &OwnedFd, buf: &mut [u8]) -> Result<crate::conntrack::Received, Error> {
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(netlink_error("receive", std::io::Error::last_os_error()));
+        }
+        Ok(crate::conntrack::parse(&buf[..n as usize]))
+    }
+}
+
+impl Conntrack for NetlinkConntrack {
+    fn delete_answered_by(
+        &mut self,
+        protocol: u8,
+        endpoints: &[(Ipv4Addr, u16)],
+    ) -> Result<usize, Error> {
+        use crate::conntrack::{delete_request, dump_request};
+        let socket = Self::socket()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        Self::send(&socket, &dump_request(1))?;
+        let mut doomed = Vec::new();
+        loop {
+            let received = Self::receive(&socket, &mut buf)?;
+            doomed.extend(received.entries.into_iter().filter(|e| {
+                endpoints
+                    .iter()
+                    .any(|endpoint| e.answered_by(protocol, *endpoint))
+            }));
+            if received.done || received.errors.iter().any(|e| *e != 0) {
+                break;
+            }
+        }
+        let mut deleted = 0;
+        for (i, entry) in doomed.iter().enumerate() {
+            Self::send(
+                &socket,
+                &delete_request(2 + i as u32, &entry.original_attribute),
+            )?;
+            // 0: deleted; -ENOENT: gone meanwhile.
+            if Self::receive(&socket, &mut buf)?.errors.first() == Some(&0) {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// A conntrack table that records what it was asked to delete.
+#[derive(Clone, Debug, Default)]
+pub struct FakeConntrack {
+    pub deleted: Vec<(u8, Vec<(Ipv4Addr, u16)>)>,
+}
+
+impl Conntrack for FakeConntrack {
+    fn delete_answered_by(
+        &mut self,
+        protocol: u8,
+        endpoints: &[(Ipv4Addr, u16)],
+    ) -> Result<usize, Error> {
+        self.deleted.push((protocol, endpoints.to_vec()));
+        Ok(0)
     }
 }
