@@ -309,8 +309,9 @@ fn reaches_api_server(cluster: &Cluster, pod: &str) -> Result<(), String> {
 }
 
 /// Acceptance 1: a pod on node A fetches from pods on nodes B and C by pod IP (routes to the
-/// other nodes' podCIDRs; pod-to-pod traffic keeps its addresses). Routes follow a node
-/// joining and leaving. Pods and hostNetwork pods reach the API server at 10.96.0.1.
+/// other nodes' podCIDRs; pod-to-pod traffic keeps its addresses); traffic leaving the pod
+/// network is masqueraded. Routes follow a node joining and leaving. Pods and hostNetwork pods
+/// reach the API server at 10.96.0.1.
 #[test]
 fn pods_reach_pods_on_other_nodes() {
     let lab = Cluster::up("kl-net-routes");
@@ -365,6 +366,44 @@ spec:
             || reaches_api_server(&lab, pod).ok(),
         );
     }
+
+    // Pod traffic leaving the cluster network is masqueraded: the host (which has no route to
+    // the pods) sees the client's node address and can answer.
+    let network = format!("kubelab-{}", lab.name);
+    let gateway = docker(&[
+        "network",
+        "inspect",
+        &network,
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+    ]);
+    assert!(gateway.success(), "{}", gateway.stderr);
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (peers, peer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok((mut stream, from)) = listener.accept() {
+            let mut request = [0u8; 512];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nfrom the host\n");
+            let _ = peers.send(from.ip().to_string());
+        }
+    });
+    let body = lab.fetch(
+        "client",
+        &format!("http://{}:{port}/", gateway.stdout.trim()),
+    );
+    assert_eq!(body.as_deref(), Ok("from the host"));
+    let node_ip = lab
+        .node_ips()
+        .into_iter()
+        .find(|(n, _)| *n == nodes[0])
+        .map(|(_, ip)| ip);
+    assert_eq!(
+        peer.recv_timeout(Duration::from_secs(10)).ok(),
+        node_ip,
+        "the host sees the client's node"
+    );
 
     // Routes follow nodes: a new node's pods are reachable, a removed node's route goes.
     let out = lab.kubelab(&["node", "add", &lab.name], WAIT);
