@@ -74,6 +74,35 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
         }
     }
 
+    /// Checks that the tables still hold what this process programmed — every chain with as
+    /// many rules, every jump from the built-in chains — and that the routes are in place at
+    /// the next sync. Something else flushing them (an `iptables -F`, a restarted firewall)
+    /// makes the next sync start from the tables again. Returns whether they had drifted.
+    pub fn verify(&mut self) -> Result<bool, Error> {
+        self.routed = None;
+        let Some(programmed) = &self.programmed else {
+            return Ok(false);
+        };
+        let mut drifted = false;
+        for table in Table::ALL {
+            let found = self.iptables.chains(table)?;
+            let expected: BTreeMap<String, usize> = programmed
+                .get(&table)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_ref().map_or(usize::MAX, Vec::len)))
+                .collect();
+            drifted |= found != expected;
+        }
+        for jump in jumps() {
+            drifted |= self.iptables.ensure_jump(&jump)?;
+        }
+        if drifted {
+            self.programmed = None;
+        }
+        Ok(drifted)
+    }
+
     /// Deletes the conntrack entries of UDP endpoints a sync removed, through `conntrack`.
     pub fn with_conntrack(mut self, conntrack: impl Conntrack) -> Self {
         self.conntrack = Some(Box::new(conntrack));
@@ -135,7 +164,7 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
                 let mut found = BTreeMap::new();
                 for table in Table::ALL {
                     let chains = self.iptables.chains(table)?;
-                    found.insert(table, chains.into_iter().map(|c| (c, None)).collect());
+                    found.insert(table, chains.into_keys().map(|c| (c, None)).collect());
                 }
                 found
             }
@@ -162,6 +191,7 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
                 self.iptables.ensure_jump(&jump)?;
             }
         }
+
         self.programmed = Some(programmed);
         // Only now, with the rules no longer leading there: new packets of an old UDP flow
         // then make a new entry, DNATed to a current endpoint.
@@ -273,11 +303,24 @@ pub async fn run<I: Iptables, R: RouteTable, C: Conntrack>(
     }
     tracing::info!(node = %config.node_name, cluster_cidr = %config.cluster_cidr, "service proxy started");
     let mut syncer = Some(Syncer::new(config, iptables, routes).with_conntrack(conntrack));
+    let mut check = tokio::time::interval(VERIFY_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    let mut verify = false;
     loop {
         let (s, e, n) = (services.state(), slices.state(), nodes.state());
         let mut worker = syncer.take().expect("syncer");
         let started = Instant::now();
         let (worker, result) = tokio::task::spawn_blocking(move || {
+            if verify {
+                match worker.verify() {
+                    Ok(true) => tracing::warn!(
+                        "proxy rules or routes changed behind the proxy's back; rewriting them"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot check the proxy rules"),
+                }
+            }
             let result = worker.sync(&s, &e, &n);
             (worker, result)
         })
@@ -310,9 +353,15 @@ pub async fn run<I: Iptables, R: RouteTable, C: Conntrack>(
                 continue;
             }
         }
-        wake.notified().await;
+        verify = tokio::select! {
+            _ = wake.notified() => false,
+            _ = check.tick() => true,
+        };
     }
 }
+
+/// How often the proxy checks that its rules and routes are still in place.
+const VERIFY_INTERVAL: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -427,6 +476,38 @@ mod tests {
             fake, "FakeConntrack { deleted: [(17, [(10.244.1.2, 53)])] }",
             "only the removal asks for a deletion"
         );
+    }
+
+    #[test]
+    fn rules_flushed_behind_its_back_are_rewritten() {
+        let web = Arc::new(service(
+            json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}}),
+        ));
+        let services = std::slice::from_ref(&web);
+        let slices = [web_slice(&["10.244.1.2"])];
+        let mut syncer = Syncer::new(config(), FakeIptables::default(), FakeRoutes::default());
+        syncer.sync(services, &slices, &[]).unwrap();
+        assert!(!syncer.verify().unwrap(), "nothing changed");
+        assert_eq!(
+            syncer.sync(services, &slices, &[]).unwrap().chains_written,
+            0
+        );
+
+        // `iptables -t nat -F KUBELAB-SERVICES`, and a jump deleted.
+        syncer
+            .iptables
+            .tables
+            .get_mut(&Table::Nat)
+            .unwrap()
+            .get_mut(SERVICES)
+            .unwrap()
+            .clear();
+        syncer.iptables.jumps.pop();
+        assert!(syncer.verify().unwrap());
+        syncer.sync(services, &slices, &[]).unwrap();
+        assert_eq!(syncer.iptables().tables[&Table::Nat][SERVICES].len(), 2);
+        assert_eq!(syncer.iptables().jumps.len(), jumps().len());
     }
 
     #[test]

@@ -422,14 +422,26 @@ pub fn restore_input(table: Table, programmed: &Programmed, desired: &Chains) ->
     Some(out)
 }
 
-/// The kubelab chains named in `iptables-save` output.
-pub fn saved_chains(save: &str) -> Vec<String> {
-    save.lines()
+/// The kubelab chains in `iptables-save` output, with the number of rules of each.
+pub fn saved_chains(save: &str) -> BTreeMap<String, usize> {
+    let mut chains: BTreeMap<String, usize> = save
+        .lines()
         .filter_map(|l| l.strip_prefix(':'))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| name.starts_with(CHAIN_PREFIX))
-        .map(str::to_owned)
-        .collect()
+        .map(|name| (name.to_owned(), 0))
+        .collect();
+    for line in save.lines() {
+        if let Some(name) = line
+            .strip_prefix("-A ")
+            .and_then(|l| l.split_whitespace().next())
+        {
+            if let Some(count) = chains.get_mut(name) {
+                *count += 1;
+            }
+        }
+    }
+    chains
 }
 
 #[cfg(test)]
@@ -632,10 +644,16 @@ mod tests {
 
     #[test]
     fn unknown_chains_found_at_start_are_rewritten_or_deleted() {
-        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBELAB-SERVICES - [0:0]\n:KUBELAB-SVC-OLD - [0:0]\n:DOCKER - [0:0]\nCOMMIT\n";
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBELAB-SERVICES - [0:0]\n:KUBELAB-SVC-OLD - [0:0]\n:DOCKER - [0:0]\n-A KUBELAB-SVC-OLD -j KUBELAB-SEP-OLD\n-A DOCKER -j RETURN\nCOMMIT\n";
         let found = saved_chains(saved);
-        assert_eq!(found, ["KUBELAB-SERVICES", "KUBELAB-SVC-OLD"]);
-        let programmed: Programmed = found.into_iter().map(|c| (c, None)).collect();
+        assert_eq!(
+            found,
+            BTreeMap::from([
+                ("KUBELAB-SERVICES".into(), 0),
+                ("KUBELAB-SVC-OLD".into(), 1)
+            ])
+        );
+        let programmed: Programmed = found.into_keys().map(|c| (c, None)).collect();
         let rules = ruleset(&[], cidr());
         let input = restore_input(Table::Nat, &programmed, rules.chains(Table::Nat)).unwrap();
         assert!(input.contains("-X KUBELAB-SVC-OLD"));

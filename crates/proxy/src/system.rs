@@ -16,10 +16,11 @@ use crate::Error;
 pub trait Iptables: Send + 'static {
     /// Feeds `input` to `iptables-restore --noflush` (atomic per table).
     fn restore(&mut self, table: Table, input: &str) -> Result<(), Error>;
-    /// The kubelab chains present in `table`.
-    fn chains(&mut self, table: Table) -> Result<Vec<String>, Error>;
-    /// Inserts the jump at the head of its built-in chain unless it is there.
-    fn ensure_jump(&mut self, jump: &Jump) -> Result<(), Error>;
+    /// The kubelab chains present in `table`, with the number of rules of each.
+    fn chains(&mut self, table: Table) -> Result<BTreeMap<String, usize>, Error>;
+    /// Inserts the jump at the head of its built-in chain unless it is there; returns whether
+    /// it had to.
+    fn ensure_jump(&mut self, jump: &Jump) -> Result<bool, Error>;
 }
 
 /// The routing table as the proxy uses it: only routes with [`ROUTE_PROTOCOL`].
@@ -91,11 +92,11 @@ impl Iptables for IptablesCommand {
         .map(drop)
     }
 
-    fn chains(&mut self, table: Table) -> Result<Vec<String>, Error> {
+    fn chains(&mut self, table: Table) -> Result<BTreeMap<String, usize>, Error> {
         run("iptables-save", &strings(&["-t", table.as_str()]), None).map(|s| saved_chains(&s))
     }
 
-    fn ensure_jump(&mut self, jump: &Jump) -> Result<(), Error> {
+    fn ensure_jump(&mut self, jump: &Jump) -> Result<bool, Error> {
         let args = |op: &str| {
             let mut a = strings(&["-w", "-t", jump.table.as_str(), op, jump.chain]);
             if op == "-I" {
@@ -105,9 +106,9 @@ impl Iptables for IptablesCommand {
             a
         };
         if run("iptables", &args("-C"), None).is_ok() {
-            return Ok(());
+            return Ok(false);
         }
-        run("iptables", &args("-I"), None).map(drop)
+        run("iptables", &args("-I"), None).map(|_| true)
     }
 }
 
@@ -185,19 +186,20 @@ impl Iptables for FakeIptables {
         Ok(())
     }
 
-    fn chains(&mut self, table: Table) -> Result<Vec<String>, Error> {
+    fn chains(&mut self, table: Table) -> Result<BTreeMap<String, usize>, Error> {
         Ok(self
             .tables
             .get(&table)
-            .map(|c| c.keys().cloned().collect())
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.len())).collect())
             .unwrap_or_default())
     }
 
-    fn ensure_jump(&mut self, jump: &Jump) -> Result<(), Error> {
-        if !self.jumps.contains(jump) {
-            self.jumps.push(jump.clone());
+    fn ensure_jump(&mut self, jump: &Jump) -> Result<bool, Error> {
+        if self.jumps.contains(jump) {
+            return Ok(false);
         }
-        Ok(())
+        self.jumps.push(jump.clone());
+        Ok(true)
     }
 }
 
