@@ -673,4 +673,32 @@ spec:
     eventually("the Service answers again", WAIT, || {
         lab.fetch("client", &url).ok()
     });
+
+    // Rules flushed behind the proxy's back (`iptables -F`) are put back by its periodic check.
+    let node = &nodes[0].0;
+    let out = docker(&[
+        "exec",
+        node,
+        "iptables",
+        "-t",
+        "nat",
+        "-F",
+        "KUBELAB-SERVICES",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    eventually("the flushed rules are back", WAIT, || {
+        let out = docker(&[
+            "exec",
+            node,
+            "iptables",
+            "-t",
+            "nat",
+            "-S",
+            "KUBELAB-SERVICES",
+        ]);
+        out.stdout
+            .contains(&format!("-d {cluster_ip}/32"))
+            .then_some(())
+    });
+    assert!(lab.fetch("client", &url).is_ok());
 }
