@@ -175,16 +175,24 @@ impl<I: Iptables, R: RouteTable> Syncer<I, R> {
             rules: wanted.rule_count(),
             ..SyncStats::default()
         };
+        let mut input = String::new();
         for table in Table::ALL {
             let current = programmed.entry(table).or_default();
-            let desired = wanted.chains(table);
-            if let Some(input) = restore_input(table, current, desired) {
-                stats.chains_written += input.lines().filter(|l| l.starts_with(':')).count();
-                // On failure nothing is known any more: the next sync reads the tables again.
-                self.iptables.restore(table, &input)?;
+            if let Some(text) = restore_input(table, current, wanted.chains(table)) {
+                input.push_str(&text);
             }
+        }
+        if !input.is_empty() {
+            stats.chains_written = input.lines().filter(|l| l.starts_with(':')).count();
+            // On failure nothing is known any more: the next sync reads the tables again.
+            self.iptables.restore(&input)?;
+        }
+        for table in Table::ALL {
             let desired = wanted.tables.remove(&table).unwrap_or_default();
-            *current = desired.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            programmed.insert(
+                table,
+                desired.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            );
         }
         if first {
             for jump in jumps() {

@@ -14,8 +14,9 @@ use crate::Error;
 
 /// iptables as the proxy uses it.
 pub trait Iptables: Send + 'static {
-    /// Feeds `input` to `iptables-restore --noflush` (atomic per table).
-    fn restore(&mut self, table: Table, input: &str) -> Result<(), Error>;
+    /// Feeds `input` (one or more tables) to `iptables-restore --noflush`: one process, one
+    /// transaction per table (with the nf_tables backend, one for all).
+    fn restore(&mut self, input: &str) -> Result<(), Error>;
     /// The kubelab chains present in `table`, with the number of rules of each.
     fn chains(&mut self, table: Table) -> Result<BTreeMap<String, usize>, Error>;
     /// Inserts the jump at the head of its built-in chain unless it is there; returns whether
@@ -83,7 +84,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 pub struct IptablesCommand;
 
 impl Iptables for IptablesCommand {
-    fn restore(&mut self, _table: Table, input: &str) -> Result<(), Error> {
+    fn restore(&mut self, input: &str) -> Result<(), Error> {
         run(
             "iptables-restore",
             &strings(&["-w", "--noflush"]),
@@ -163,11 +164,17 @@ pub struct FakeIptables {
 }
 
 impl Iptables for FakeIptables {
-    fn restore(&mut self, table: Table, input: &str) -> Result<(), Error> {
+    fn restore(&mut self, input: &str) -> Result<(), Error> {
         self.restores.push(input.to_owned());
-        let chains = self.tables.entry(table).or_default();
+        let mut table = Table::Filter;
         for line in input.lines() {
-            if let Some(decl) = line.strip_prefix(':') {
+            let chains = self.tables.entry(table).or_default();
+            if let Some(name) = line.strip_prefix('*') {
+                table = match name {
+                    "nat" => Table::Nat,
+                    _ => Table::Filter,
+                };
+            } else if let Some(decl) = line.strip_prefix(':') {
                 let name = decl.split_whitespace().next().unwrap_or_default();
                 chains.insert(name.to_owned(), Vec::new());
             } else if let Some(rule) = line.strip_prefix("-A ") {
