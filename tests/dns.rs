@@ -460,3 +460,481 @@ spec:
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end on a three-node `kubelab up` cluster: the `coredns` addon behind 10.96.0.10 (routed
+// by the agents' service proxy), asked from pods of a busybox image with busybox's nslookup and
+// wget. They need a Docker engine (as tests/cluster.rs); `KUBELAB_NODE_IMAGE` names another
+// node image to use (built from this binary).
+
+mod cluster {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use super::common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
+
+    pub const IMAGE: &str = "kubelab-test/busybox:1";
+    pub const WAIT: Duration = Duration::from_secs(180);
+
+    fn kubelab(kubeconfig: &Path, args: &[&str], deadline: Duration) -> Output {
+        let mut cmd = Command::new(kubelab_bin());
+        cmd.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("RUST_LOG");
+        run_with_deadline(cmd, None, deadline)
+    }
+
+    fn node_image() -> Option<String> {
+        std::env::var("KUBELAB_NODE_IMAGE").ok()
+    }
+
+    /// Panics unless a Docker engine answers; builds the node image from this binary and the
+    /// busybox test image, once per test run.
+    fn require_docker() {
+        static READY: OnceLock<Result<(), String>> = OnceLock::new();
+        let ready = READY.get_or_init(|| {
+            let scratch = std::env::temp_dir().join("kubelab-dns-tests.kubeconfig");
+            let out = kubelab(&scratch, &["list"], Duration::from_secs(30));
+            if !out.success() {
+                return Err(format!(
+                    "these tests need a Docker engine: {}\n(CI: .ci/run installs docker.io and starts dockerd)",
+                    out.stderr.trim()
+                ));
+            }
+            let mut args = vec!["node-image".to_owned(), "build".to_owned()];
+            if let Some(image) = node_image() {
+                args.extend(["--image".to_owned(), image]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = kubelab(&scratch, &args, Duration::from_secs(900));
+            if !out.success() {
+                return Err(format!("kubelab node-image build failed:\n{}{}", out.stdout, out.stderr));
+            }
+            build_test_image(IMAGE)
+        });
+        if let Err(message) = ready {
+            panic!("{message}");
+        }
+    }
+
+    /// A busybox image FROM scratch (the host's busybox-static), loaded into the host's Docker.
+    fn build_test_image(name: &str) -> Result<(), String> {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
+        let list = Command::new(busybox)
+            .arg("--list")
+            .output()
+            .map_err(|e| format!("busybox --list: {e}"))?;
+        let applets = String::from_utf8_lossy(&list.stdout).into_owned();
+        let applets: Vec<&str> = applets.split_whitespace().collect();
+        let archive = kubelab_cluster::oci::docker_archive(
+            name,
+            &kubelab_cluster::oci::busybox_entries(busybox, &applets),
+            &kubelab_cluster::oci::ImageConfig {
+                cmd: vec!["sh".into()],
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("image.tar");
+        std::fs::write(&path, archive).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("docker");
+        cmd.args(["load", "-i"]).arg(&path);
+        let out = run_with_deadline(cmd, None, Duration::from_secs(60));
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!("docker load: {}", out.stderr))
+        }
+    }
+
+    /// A cluster made by a test, removed (with `kubelab down`) when dropped.
+    pub struct Cluster {
+        pub name: String,
+        _dir: tempfile::TempDir,
+        kubeconfig: PathBuf,
+    }
+
+    impl Cluster {
+        /// `kubelab up --name NAME --nodes N`, the test image loaded, every node Ready.
+        pub fn up(name: &str, nodes: usize) -> Cluster {
+            require_docker();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let cluster = Cluster {
+                name: name.to_owned(),
+                kubeconfig: dir.path().join("config"),
+                _dir: dir,
+            };
+            // Leftovers of an earlier, killed run.
+            let _ = cluster.kubelab(&["down", name], Duration::from_secs(60));
+            let nodes = nodes.to_string();
+            let mut args = vec!["up", "--name", name, "--nodes", &nodes, "--wait", "180s"];
+            let image = node_image();
+            if let Some(image) = &image {
+                args.extend(["--image", image]);
+            }
+            let out = cluster.kubelab(&args, Duration::from_secs(400));
+            assert!(
+                out.success(),
+                "kubelab up {name}:\n{}\n{}",
+                out.stdout,
+                out.stderr
+            );
+            let out = cluster.kubelab(&["load", "image", IMAGE, "--name", name], WAIT);
+            assert!(out.success(), "kubelab load image:\n{}", out.stderr);
+            cluster
+        }
+
+        fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
+            kubelab(&self.kubeconfig, args, deadline)
+        }
+
+        pub fn kubectl(&self, args: &[&str]) -> Output {
+            let mut cmd = Command::new(&Kubectl::new("1.32").path);
+            cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+            run_with_deadline(cmd, None, Duration::from_secs(60))
+        }
+
+        pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+            let mut cmd = Command::new(&Kubectl::new("1.32").path);
+            cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+            run_with_deadline(cmd, Some(stdin), Duration::from_secs(60))
+        }
+
+        pub fn ok(&self, args: &[&str]) -> String {
+            let out = self.kubectl(args);
+            assert!(
+                out.success(),
+                "kubectl {args:?}:\n{}\n{}",
+                out.stdout,
+                out.stderr
+            );
+            out.stdout
+        }
+
+        pub fn apply(&self, manifest: &str) {
+            let out = self.kubectl_stdin(&["apply", "-f", "-"], manifest);
+            assert!(out.success(), "kubectl apply:\n{}\n{manifest}", out.stderr);
+        }
+
+        /// `sh -c SCRIPT` in the pod's container.
+        pub fn sh(&self, pod: &str, script: &str) -> Output {
+            self.kubectl(&["exec", pod, "--", "sh", "-c", script])
+        }
+
+        /// Waits until every pod with label app=APP (COUNT of them) is Running and ready.
+        pub fn wait_ready(&self, app: &str, count: usize) {
+            eventually(&format!("{count} ready pods app={app}"), WAIT, || {
+                let out = self.kubectl(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    &format!("app={app}"),
+                    "--no-headers",
+                    "-o",
+                    "custom-columns=PHASE:.status.phase,READY:.status.containerStatuses[0].ready",
+                ]);
+                let ready = out
+                    .stdout
+                    .lines()
+                    .filter(|l| l.split_whitespace().collect::<Vec<_>>() == ["Running", "true"])
+                    .count();
+                (ready == count && out.stdout.lines().count() == count).then_some(())
+            });
+        }
+    }
+
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
+            if !out.success() {
+                eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
+            }
+        }
+    }
+}
+
+/// A pod that waits (the client asking the questions).
+fn client_pod(name: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+"#,
+        cluster::IMAGE
+    )
+}
+
+/// Pods of busybox httpd on port 8080 answering with their own name.
+fn web_pod_template() -> String {
+    format!(
+        r#"
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {}
+        ports: [{{name: http, containerPort: 8080}}]
+        env:
+        - name: POD
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /www && echo $POD > /www/index.html
+          trap 'exit 0' TERM
+          httpd -f -p 8080 -h /www &
+          wait
+"#,
+        cluster::IMAGE
+    )
+}
+
+/// The addresses busybox's nslookup printed for the name it was asked (after its `Name:`).
+fn nslookup_addresses(output: &str) -> Vec<String> {
+    let mut out: Vec<String> = output
+        .split("Name:")
+        .skip(1)
+        .flat_map(|block| {
+            block
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Address:"))
+                .map(|a| a.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Acceptance 2 (the names), 4 and 5 of issue 7: Service names through a pod's search path,
+/// headless Services and StatefulSet pod names, ExternalName, SRV, reverse lookups, and names
+/// only Docker's embedded DNS on the cluster network knows, forwarded from the DNS pods on the
+/// nodes' network.
+#[test]
+fn cluster_dns_from_pods() {
+    let lab = cluster::Cluster::up("kl-dns", 3);
+    lab.apply(&client_pod("client"));
+    lab.wait_ready("client", 1);
+    lab.wait_ready_dns();
+
+    // The pod's resolv.conf: the cluster DNS first, the search path, ndots:5.
+    let resolv = lab.sh("client", "cat /etc/resolv.conf").stdout;
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("ndots:5"), "{resolv}");
+
+    // Acceptance 2's names: a Deployment of 3 httpd behind the ClusterIP Service `web`.
+    lab.apply(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:{}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+"#,
+        web_pod_template()
+    ));
+    lab.wait_ready("web", 3);
+    let web_ip = lab.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    for url in [
+        "http://web",
+        "http://web.default",
+        "http://web.default.svc.cluster.local",
+    ] {
+        eventually(
+            &format!("{url} answers from a pod"),
+            Duration::from_secs(60),
+            || {
+                let out = lab.sh("client", &format!("wget -q -T 5 -O- {url}"));
+                (out.success() && out.stdout.trim().starts_with("web-")).then_some(())
+            },
+        );
+    }
+    let out = lab.sh("client", "nslookup web");
+    assert_eq!(
+        nslookup_addresses(&out.stdout),
+        [web_ip.clone()],
+        "{}",
+        out.stdout
+    );
+
+    // Reverse lookup of a Service IP.
+    let out = lab.sh("client", "nslookup 10.96.0.10");
+    assert!(
+        out.stdout
+            .contains("kube-dns.kube-system.svc.cluster.local"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = lab.sh("client", &format!("nslookup {web_ip}"));
+    assert!(
+        out.stdout.contains("web.default.svc.cluster.local"),
+        "{}",
+        out.stdout
+    );
+
+    // SRV for the named port.
+    let out = lab.sh(
+        "client",
+        "nslookup -type=srv _http._tcp.web.default.svc.cluster.local",
+    );
+    assert!(
+        out.stdout
+            .contains("0 100 80 web.default.svc.cluster.local"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+
+    // Acceptance 5: another node container's name, known only to Docker's embedded DNS on the
+    // cluster network, through the pod's search path and the DNS pods' upstream.
+    let node = format!("{}-agent-1", lab.name);
+    let node_ip = lab.ok(&[
+        "get",
+        "node",
+        &node,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let out = lab.sh("client", &format!("nslookup {node}"));
+    assert_eq!(
+        nslookup_addresses(&out.stdout),
+        [node_ip.clone()],
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+
+    // ExternalName: a CNAME (here to that node's name, followed upstream).
+    lab.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: outside}}\nspec: {{type: ExternalName, externalName: {node}}}\n"
+    ));
+    eventually(
+        "the ExternalName Service is a CNAME",
+        Duration::from_secs(30),
+        || {
+            let out = lab.sh(
+                "client",
+                "nslookup -type=cname outside.default.svc.cluster.local",
+            );
+            out.stdout
+                .contains(&format!("canonical name = {node}"))
+                .then_some(())
+        },
+    );
+    let out = lab.sh("client", "nslookup outside.default.svc.cluster.local");
+    assert!(out.stdout.contains(&node_ip), "{}", out.stdout);
+
+    // Acceptance 4: a headless Service of a StatefulSet resolves to its 3 pod IPs, and each pod
+    // by name (the ClusterIP `web` makes way for the StatefulSet's governing Service).
+    lab.ok(&["delete", "deployment", "web"]);
+    lab.ok(&["delete", "service", "web"]);
+    lab.apply(&format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  clusterIP: None
+  selector: {{app: web}}
+  ports: [{{name: http, port: 8080}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web}}
+spec:
+  serviceName: web
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector: {{matchLabels: {{app: web}}}}
+  template:{}
+"#,
+        web_pod_template()
+    ));
+    lab.wait_ready("web", 3);
+    let pod_ip = |pod: &str| lab.ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+    let mut ips: Vec<String> = ["web-0", "web-1", "web-2"]
+        .iter()
+        .map(|p| pod_ip(p))
+        .collect();
+    ips.sort();
+    eventually(
+        "the headless Service has the 3 pod IPs",
+        Duration::from_secs(30),
+        || {
+            let out = lab.sh("client", "nslookup web.default.svc.cluster.local");
+            (nslookup_addresses(&out.stdout) == ips).then_some(())
+        },
+    );
+    let out = lab.sh("client", "nslookup web-0.web.default.svc.cluster.local");
+    assert_eq!(
+        nslookup_addresses(&out.stdout),
+        [pod_ip("web-0")],
+        "{}",
+        out.stdout
+    );
+    let out = lab.sh("client", "wget -q -T 5 -O- http://web-0.web:8080");
+    assert_eq!(out.stdout.trim(), "web-0", "{}", out.stderr);
+    let out = lab.sh(
+        "client",
+        "nslookup -type=srv _http._tcp.web.default.svc.cluster.local",
+    );
+    for pod in ["web-0", "web-1", "web-2"] {
+        assert!(
+            out.stdout
+                .contains(&format!("8080 {pod}.web.default.svc.cluster.local")),
+            "{}",
+            out.stdout
+        );
+    }
+
+    // NXDOMAIN for a name that does not exist anywhere.
+    let out = lab.sh("client", "nslookup nothing-here.default.svc.cluster.local");
+    assert!(
+        !out.success() || out.stdout.contains("NXDOMAIN"),
+        "{}",
+        out.stdout
+    );
+}
+
+impl cluster::Cluster {
+    /// The DNS pods ready and the cluster's names answered through 10.96.0.10.
+    fn wait_ready_dns(&self) {
+        eventually("cluster DNS answers on 10.96.0.10", cluster::WAIT, || {
+            let out = self.sh(
+                "client",
+                "nslookup kubernetes.default.svc.cluster.local 10.96.0.10",
+            );
+            nslookup_addresses(&out.stdout)
+                .contains(&"10.96.0.1".to_owned())
+                .then_some(())
+        });
+    }
+}
