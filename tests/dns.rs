@@ -780,7 +780,7 @@ spec:
     let out = lab.sh("client", "nslookup web");
     assert_eq!(
         nslookup_addresses(&out.stdout),
-        [web_ip.clone()],
+        vec![web_ip.clone()],
         "{}",
         out.stdout
     );
@@ -827,7 +827,7 @@ spec:
     let out = lab.sh("client", &format!("nslookup {node}"));
     assert_eq!(
         nslookup_addresses(&out.stdout),
-        [node_ip.clone()],
+        vec![node_ip.clone()],
         "{}{}",
         out.stdout,
         out.stderr
