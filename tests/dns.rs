@@ -326,6 +326,37 @@ fn records_like_coredns_kubernetes_plugin() {
     let m = ask(&dns, "ext-out.default.svc.cluster.local.", RecordType::A);
     assert_eq!(records(&m), ["A 192.0.2.10", "CNAME outside.example."]);
 
+    // An answer over the client's UDP size (512 bytes without EDNS) comes back truncated,
+    // and whole over TCP.
+    let addresses: Vec<String> = (1..=60).map(|i| format!("10.244.9.{i}")).collect();
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: many}}\nspec: {{clusterIP: None}}\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: many-1, labels: {{kubernetes.io/service-name: many}}}}\n\
+             addressType: IPv4\nendpoints: [{}]\n",
+            addresses
+                .iter()
+                .map(|a| format!("{{addresses: [{a}]}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let m = eventually("the big headless Service", DEADLINE, || {
+        let m = query(
+            dns.address,
+            "many.default.svc.cluster.local.",
+            RecordType::A,
+            true,
+        )?;
+        (m.answers.len() == 60).then_some(m)
+    });
+    assert!(!m.metadata.truncation);
+    let m = ask(&dns, "many.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.truncation && m.answers.is_empty());
+
     // Pods by address.
     let m = ask(&dns, "10-244-1-5.default.pod.cluster.local.", RecordType::A);
     assert_eq!(records(&m), ["A 10.244.1.5"]);

@@ -113,11 +113,21 @@ impl Handler {
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
+        let udp_limit = (request.protocol() == Protocol::Udp)
+            .then(|| usize::from(edns.as_ref().map(Edns::max_payload).unwrap_or(512)));
         if let Some(response) = self.answer(&name, qtype).await {
             let mut metadata = Metadata::response_from_request(&request.metadata);
             metadata.authoritative = response.code != ResponseCode::ServFail;
             metadata.recursion_available = true;
             metadata.response_code = response.code;
+            let sections = [
+                &response.answers,
+                &response.authorities,
+                &response.additionals,
+            ];
+            if udp_limit.is_some_and(|limit| !fits(limit, request, sections, edns.as_ref())) {
+                return truncated(metadata, builder, response_handle).await;
+            }
             let message = builder.build(
                 metadata,
                 response.answers.iter(),
@@ -145,6 +155,14 @@ impl Handler {
         };
         let mut metadata = upstream.metadata;
         metadata.id = request.metadata.id;
+        let sections = [
+            &upstream.answers,
+            &upstream.authorities,
+            &upstream.additionals,
+        ];
+        if udp_limit.is_some_and(|limit| !fits(limit, request, sections, edns.as_ref())) {
+            return truncated(metadata, builder, response_handle).await;
+        }
         let message = builder.build(
             metadata,
             upstream.answers.iter(),
@@ -160,6 +178,48 @@ impl Handler {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// Whether the response with these sections fits in `limit` bytes (the client's UDP payload
+/// size: 512 without EDNS). hickory's encoder fails (SERVFAIL) on a message over the limit
+/// instead of truncating it, so an oversized answer is replaced by an empty one with TC set,
+/// and the client asks again over TCP.
+fn fits(limit: usize, request: &Request, sections: [&Vec<Record>; 3], edns: Option<&Edns>) -> bool {
+    // The common case without encoding twice: up to three address records (owner names
+    // compressed to the question's) stay under 512 bytes whatever the name.
+    let records = || sections.iter().flat_map(|s| s.iter());
+    if records().count() < 4
+        && records().all(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+    {
+        return true;
+    }
+    let mut message = Message::response(request.metadata.id, request.metadata.op_code);
+    message.add_queries(
+        request
+            .queries
+            .queries()
+            .iter()
+            .map(|q| q.original().clone()),
+    );
+    message.add_answers(sections[0].iter().cloned());
+    message.add_authorities(sections[1].iter().cloned());
+    message.add_additionals(sections[2].iter().cloned());
+    if let Some(edns) = edns {
+        message.set_edns(edns.clone());
+    }
+    message.to_vec().is_ok_and(|bytes| bytes.len() <= limit)
+}
+
+async fn truncated<R: ResponseHandler>(
+    mut metadata: Metadata,
+    builder: MessageResponseBuilder<'_>,
+    response_handle: &mut R,
+) -> std::result::Result<ResponseInfo, String> {
+    metadata.truncation = true;
+    response_handle
+        .send_response(builder.build_no_records(metadata))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[async_trait::async_trait]
