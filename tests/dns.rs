@@ -803,7 +803,8 @@ spec:
             &format!("{url} answers from a pod"),
             Duration::from_secs(60),
             || {
-                let out = lab.sh("client", &format!("wget -q -T 5 -O- {url}"));
+                // (busybox's `wget -T` crashes in this build: `timeout` bounds it instead)
+                let out = lab.sh("client", &format!("timeout 10 wget -q -O- {url}"));
                 (out.success() && out.stdout.trim().starts_with("web-")).then_some(())
             },
         );
@@ -855,10 +856,23 @@ spec:
         "-o",
         "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
     ]);
-    let out = lab.sh("client", &format!("nslookup {node}"));
+    // busybox's nslookup tries only the search domains with a short name: ask for the full
+    // name (trailing dot); the libc resolver (wget) goes through the search path to the bare
+    // name, as any program in a pod does.
+    let out = lab.sh("client", &format!("nslookup {node}."));
     assert_eq!(
         nslookup_addresses(&out.stdout),
         vec![node_ip.clone()],
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = lab.sh(
+        "client",
+        &format!("timeout 10 wget -O- http://{node}:10250/ 2>&1"),
+    );
+    assert!(
+        out.stdout.contains(&format!("({node_ip}:10250)")),
         "{}{}",
         out.stdout,
         out.stderr
@@ -931,7 +945,7 @@ spec:
         "{}",
         out.stdout
     );
-    let out = lab.sh("client", "wget -q -T 5 -O- http://web-0.web:8080");
+    let out = lab.sh("client", "timeout 10 wget -q -O- http://web-0.web:8080");
     assert_eq!(out.stdout.trim(), "web-0", "{}", out.stderr);
     let out = lab.sh(
         "client",
