@@ -3,7 +3,8 @@
 //!
 //! On a three-node `kubelab up` cluster (the `coredns` addon's two DNS pods, release build of
 //! this tree or `KUBELAB_BIN`), a client process in a pod's network namespace (this bench's own
-//! executable, copied into the pod's node and started there with `nsenter --net` into the pod)
+//! executable, copied into the pod's node — not under its /tmp, a tmpfs `docker cp` does not
+//! see — and started there with `nsenter --net` into the pod)
 //! asks `web.default.svc.cluster.local A` of 10.96.0.10 over UDP, as a pod's resolver does
 //! once its search path expanded the name: one client asking back to back (latency), then 8
 //! in parallel (throughput). Prints queries per second and the latency percentiles.
@@ -249,20 +250,22 @@ spec:
             docker(&[
                 "cp",
                 exe.to_str().unwrap(),
-                &format!("{}:/tmp/{MARKER}", lab.node),
+                &format!("{}:/usr/local/bin/{MARKER}", lab.node),
             ]),
             "docker cp",
         );
         // The DNS pods ready and synced (the cluster's names answered).
         let deadline = Instant::now() + Duration::from_secs(180);
-        while Instant::now() < deadline {
+        loop {
             let line = lab.run_client(1, 1);
             if line.contains("queries/s") && !line.contains("(0 answered") {
-                break;
+                break lab;
             }
-            std::thread::sleep(Duration::from_secs(1));
+            assert!(
+                Instant::now() < deadline,
+                "the cluster DNS does not answer from the pod: {line}"
+            );
         }
-        lab
     }
 
     /// The client in the pod's network namespace; its summary line.
@@ -276,7 +279,7 @@ spec:
             "-t",
             &self.pid,
             "-n",
-            &format!("/tmp/{MARKER}"),
+            &format!("/usr/local/bin/{MARKER}"),
             &clients.to_string(),
             &seconds.to_string(),
         ]);
