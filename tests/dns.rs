@@ -761,7 +761,26 @@ fn nslookup_addresses(output: &str) -> Vec<String> {
 fn cluster_dns_from_pods() {
     let lab = cluster::Cluster::up("kl-dns", 3);
     lab.apply(&client_pod("client"));
-    lab.wait_ready("client", 1);
+    // The other DNS policies: the node's resolver, none plus dnsConfig, and the cluster's for a
+    // pod in the node's network namespace.
+    let policy_pod = |name: &str, spec: &str| {
+        client_pod(name).replace(
+            "  terminationGracePeriodSeconds: 1\n",
+            &format!("  terminationGracePeriodSeconds: 1\n{spec}"),
+        )
+    };
+    lab.apply(&policy_pod("dns-default", "  dnsPolicy: Default\n"));
+    lab.apply(&policy_pod(
+        "dns-none",
+        "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [10.96.0.10]\n    searches: [example.test]\n    options: [{name: ndots, value: \"2\"}, {name: edns0}]\n",
+    ));
+    lab.apply(&policy_pod(
+        "dns-hostnet",
+        "  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet\n",
+    ));
+    for pod in ["client", "dns-default", "dns-none", "dns-hostnet"] {
+        lab.wait_ready(pod, 1);
+    }
     lab.wait_ready_dns();
 
     // The pod's resolv.conf: the cluster DNS first, the search path, ndots:5.
@@ -772,6 +791,32 @@ fn cluster_dns_from_pods() {
         "{resolv}"
     );
     assert!(resolv.contains("ndots:5"), "{resolv}");
+    let resolv = lab.sh("dns-default", "cat /etc/resolv.conf").stdout;
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let resolv = lab.sh("dns-none", "cat /etc/resolv.conf").stdout;
+    assert_eq!(
+        resolv.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+        [
+            "search example.test",
+            "nameserver 10.96.0.10",
+            "options ndots:2 edns0"
+        ],
+        "{resolv}"
+    );
+    // From the node's network namespace too (the proxy's OUTPUT path to the DNS pods).
+    let resolv = lab.sh("dns-hostnet", "cat /etc/resolv.conf").stdout;
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    let out = lab.sh(
+        "dns-hostnet",
+        "nslookup kube-dns.kube-system.svc.cluster.local",
+    );
+    assert_eq!(
+        nslookup_addresses(&out.stdout),
+        ["10.96.0.10"],
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
 
     // Acceptance 2's names: a Deployment of 3 httpd behind the ClusterIP Service `web`.
     lab.apply(&format!(
