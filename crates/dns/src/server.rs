@@ -21,6 +21,9 @@ use crate::{Error, Result};
 /// How many CNAMEs of ExternalName Services are followed inside the cluster domain.
 const MAX_CHASE: usize = 8;
 
+/// How long `serve` waits for the first records before it listens.
+const SYNC_WAIT: Duration = Duration::from_secs(5);
+
 pub struct ServerConfig {
     /// UDP and TCP address to answer on.
     pub listen: SocketAddr,
@@ -245,8 +248,15 @@ impl RequestHandler for Handler {
 }
 
 /// Binds UDP and TCP on `config.listen` (the TCP port follows a UDP port 0 picked by the
-/// system) and answers until the server fails.
+/// system) once the first records are in (at most 5 s) and answers until the server fails.
 pub async fn serve(config: ServerConfig, snapshot: Snapshot) -> Result<()> {
+    // As CoreDNS's kubernetes plugin: start answering once the cluster's records are in, or
+    // after a few seconds without them (then the cluster's names get SERVFAIL until they are).
+    if !snapshot.wait_ready(SYNC_WAIT).await {
+        tracing::warn!(
+            "the cluster's records are not in after {SYNC_WAIT:?}: answering anyway (SERVFAIL for the cluster's names until they are)"
+        );
+    }
     let listen_error = |protocol: &'static str, address: SocketAddr| {
         move |source| Error::Listen {
             address,

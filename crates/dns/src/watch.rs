@@ -2,7 +2,7 @@
 //! the three initial lists, and then after every change (changes arriving during a rebuild are
 //! folded into the next one), the index is rebuilt and swapped in whole.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -10,22 +10,35 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::index::Index;
 
 /// The current index, shared by the watch (writer) and the queries (readers). None until the
-/// first lists arrived: cluster names then get SERVFAIL, as CoreDNS answers before it synced.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot(Arc<RwLock<Option<Arc<Index>>>>);
+/// first lists arrived: cluster names then get SERVFAIL.
+#[derive(Clone, Debug)]
+pub struct Snapshot(Arc<watch::Sender<Option<Arc<Index>>>>);
+
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        Snapshot(Arc::new(watch::Sender::new(None)))
+    }
+}
 
 impl Snapshot {
     pub fn get(&self) -> Option<Arc<Index>> {
-        self.0.read().expect("snapshot lock").clone()
+        self.0.borrow().clone()
     }
 
     pub fn set(&self, index: Index) {
-        *self.0.write().expect("snapshot lock") = Some(Arc::new(index));
+        self.0.send_replace(Some(Arc::new(index)));
+    }
+
+    /// Waits until the first index is in, at most `timeout`; whether it is.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let mut receiver = self.0.subscribe();
+        let ready = tokio::time::timeout(timeout, receiver.wait_for(Option::is_some)).await;
+        ready.is_ok()
     }
 }
 
