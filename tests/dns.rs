@@ -362,6 +362,28 @@ fn records_like_coredns_kubernetes_plugin() {
     let m = ask(&dns, "10-244-1-5.default.pod.cluster.local.", RecordType::A);
     assert_eq!(records(&m), ["A 10.244.1.5"]);
 
+    // A message of two questions: FORMERR (an answer, not silence).
+    let mut two = Message::query();
+    two.add_query(Query::query(
+        Name::from_ascii("web.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("db.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+    ));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(&two.to_vec().unwrap(), dns.address).unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let n = socket
+        .recv(&mut buffer)
+        .expect("an answer to a two-question message");
+    let m = Message::from_vec(&buffer[..n]).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+
     // Other names go upstream; answers and NXDOMAIN are relayed as they are.
     let m = ask(&dns, "outside.example.", RecordType::A);
     assert_eq!(records(&m), ["A 192.0.2.10"]);

@@ -103,7 +103,18 @@ impl Handler {
         request: &Request,
         response_handle: &mut R,
     ) -> std::result::Result<ResponseInfo, String> {
-        let info = request.request_info().map_err(|e| e.to_string())?;
+        let info = match request.request_info() {
+            Ok(info) => info,
+            // Not exactly one question: FORMERR, as CoreDNS.
+            Err(_) => {
+                let builder = MessageResponseBuilder::from_message_request(request);
+                let message = builder.error_msg(&request.metadata, ResponseCode::FormErr);
+                return response_handle
+                    .send_response(message)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+        };
         let name: Name = info.query.original().name().clone();
         let qtype = info.query.query_type();
         let edns = request.edns.as_ref().map(|asked| {
