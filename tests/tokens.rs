@@ -55,6 +55,11 @@ fn create_token_authenticates_as_the_service_account_until_it_is_deleted() {
     let server = TestServer::start();
     let k = k();
     server.ok(&k, &["create", "serviceaccount", "robot"]);
+    // Authorization is on: the account reads through a binding to `view`.
+    server.ok(
+        &k,
+        &["create", "clusterrolebinding", "robot-view", "--clusterrole=view", "--serviceaccount=default:robot"],
+    );
     let token = server
         .ok(&k, &["create", "token", "robot"])
         .trim()
@@ -114,6 +119,10 @@ fn a_pod_bound_token_dies_with_its_pod_and_durations_are_checked() {
     let server = TestServer::start();
     let k = k();
     server.ok(&k, &["create", "serviceaccount", "app"]);
+    server.ok(
+        &k,
+        &["create", "rolebinding", "app-view", "--clusterrole=view", "--serviceaccount=default:app"],
+    );
     server.ok_stdin(
         &k,
         &["apply", "-f", "-"],

@@ -24,6 +24,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Service-account token signer and verifier.
     pub tokens: crate::authn::TokenAuthority,
+    /// Decides what each authenticated user may do.
+    pub authorizer: Arc<crate::authz::Authorizer>,
     pub openapi: kubelab_openapi::OpenApi,
     /// host:port clients reach this server at (legacy discovery's serverAddressByClientCIDRs).
     pub server_address: String,
@@ -79,6 +81,10 @@ pub async fn dispatch(
     let Some(identity) = authenticate(&state, &parts).await else {
         return ApiError::Unauthorized.into_response();
     };
+    let identity = match authorize(&state, identity, &parts).await {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
     // Connect subresources (pods/log, exec, attach, portforward) stream: no body to read.
     if let Some(response) = crate::streaming::intercept(&state, &path, &mut parts).await {
         return response;
@@ -130,6 +136,22 @@ async fn authenticate(
         .strip_prefix("Bearer ")?
         .trim();
     crate::authn::authenticate_bearer(&state.registry, &state.tokens, token).await
+}
+
+/// Resolve impersonation, then let the request through only if its user may make it. Returns
+/// the user the request runs as.
+async fn authorize(
+    state: &ApiState,
+    caller: kubelab_pki::Identity,
+    parts: &http::request::Parts,
+) -> ApiResult<kubelab_pki::Identity> {
+    let identity = crate::authz::impersonate(&state.authorizer, caller, &parts.headers).await?;
+    let query = Query::parse(parts.uri.query())?;
+    let attributes = crate::authz::Attributes::of_request(&parts.method, parts.uri.path(), &query);
+    match state.authorizer.authorize(&identity, &attributes).await {
+        Ok(()) => Ok(identity),
+        Err(reason) => Err(crate::authz::forbidden(&identity.user, &attributes, &reason)),
+    }
 }
 
 async fn route_request(
@@ -245,6 +267,7 @@ async fn resource_request(
     let ns = p.namespace.as_deref();
     let output = negotiate(headers);
     let reg = &state.registry;
+    let admission = crate::authz::Admission::new(&state.authorizer, identity);
     match (method.clone(), p.name.as_deref()) {
         (Method::GET, None) => {
             let opts = list_options(rt, query)?;
@@ -269,10 +292,9 @@ async fn resource_request(
         },
         (Method::POST, None) if rt.is_review() => {
             let obj = request::decode_object(body, &request::content_type(headers))?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &review(rt, obj, identity)?,
-            ))
+            let answered =
+                crate::authz::answer_review(&state.authorizer, rt, ns, obj, identity).await?;
+            Ok(json_response(StatusCode::CREATED, &answered))
         }
         (Method::POST, Some(name))
             if rt.group.is_empty()
@@ -303,6 +325,7 @@ async fn resource_request(
             let mut obj = request::decode_object(body, &content_type)?;
             let warnings = check_fields(state, rt, &obj, json_body(body, &content_type), query)?;
             FieldManager::new(query, headers, false)?.track(None, &mut obj);
+            admission.admit(rt, ns, None, &obj)?;
             let created = reg.create(rt, ns, obj, query.dry_run()?).await?;
             with_warnings(
                 respond_object(reg, rt, StatusCode::CREATED, &created, output, query),
@@ -329,6 +352,7 @@ async fn resource_request(
                     if sub.is_none() {
                         fields.track(Some(current), &mut next);
                     }
+                    admission.admit(rt, ns, Some(current), &next)?;
                     Ok(next)
                 })
                 .await?;
@@ -360,6 +384,7 @@ async fn resource_request(
                     if sub.is_none() {
                         warnings = check_fields(state, rt, &patched, None, query)?;
                     }
+                    admission.admit(rt, ns, Some(current), &patched)?;
                     Ok(patched)
                 })
                 .await;
@@ -367,6 +392,7 @@ async fn resource_request(
                 Err(ApiError::NotFound { .. }) if patch.is_apply() && sub.is_none() => {
                     let obj = patch.apply(None, &fields)?;
                     warnings = check_fields(state, rt, &obj, None, query)?;
+                    admission.admit(rt, ns, None, &obj)?;
                     let created = reg.create(rt, ns, obj, dry_run).await?;
                     respond_object(reg, rt, StatusCode::CREATED, &created, output, query)
                 }
@@ -924,33 +950,6 @@ fn with_warnings(response: ApiResult<Response>, warnings: &[String]) -> ApiResul
         }
     }
     Ok(response)
-}
-
-/// Answer a create-only review. Every authenticated user may do everything until authorization
-/// lands, so access reviews are allowed; a self-subject review reports the caller.
-fn review(rt: &ResourceType, mut obj: Value, identity: &kubelab_pki::Identity) -> ApiResult<Value> {
-    obj["apiVersion"] = json!(rt.api_version());
-    obj["kind"] = json!(rt.kind);
-    if obj.get("metadata").is_none() {
-        obj["metadata"] = json!({});
-    }
-    obj["metadata"]["creationTimestamp"] = Value::Null;
-    let user_info = json!({"username": identity.user, "groups": identity.groups});
-    obj["status"] = match rt.kind {
-        "SelfSubjectReview" => json!({"userInfo": user_info}),
-        "TokenReview" => {
-            json!({"authenticated": false, "error": "token authentication is not enabled"})
-        }
-        "SelfSubjectRulesReview" => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        }),
-        _ => {
-            json!({"allowed": true, "reason": "every authenticated user is allowed (authorization is not enabled)"})
-        }
-    };
-    Ok(obj)
 }
 
 fn success_status(code: StatusCode) -> Response {

@@ -8,6 +8,7 @@
 
 mod allocator;
 mod authn;
+mod authz;
 mod bootstrap;
 mod crd;
 mod custom;

@@ -106,6 +106,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         config.service_ranges.first(),
     )
     .await?;
+    crate::authz::bootstrap::ensure(&registry).await?;
+    let authorizer = crate::authz::Authorizer::new(registry.clone()).await?;
+    tokio::spawn(authorizer.clone().follow());
     let openapi = tokio::task::spawn_blocking(kubelab_openapi::OpenApi::build)
         .await
         .map_err(|e| ServeError::Bootstrap(crate::ApiError::internal(e)))??;
@@ -118,6 +121,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let tokens = crate::authn::TokenAuthority::new(&config.service_account_key)?;
     let state = Arc::new(ApiState {
         tokens,
+        authorizer,
         registry: registry.clone(),
         openapi,
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),

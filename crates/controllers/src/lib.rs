@@ -2,6 +2,7 @@
 //! controller. They are ordinary API clients of the kubelab API server, authenticated with the
 //! controller-manager certificate; they never touch the store.
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -93,6 +94,7 @@ pub async fn run_all(client: kube::Client, config: Config) {
         node_ipam::run(ctx.clone()),
         node_lifecycle::run(ctx.clone()),
         service_lb::run(ctx.clone()),
+        clusterrole_aggregation::run(ctx.clone()),
     );
 }
 
