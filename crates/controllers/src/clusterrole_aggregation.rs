@@ -5,8 +5,8 @@
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::reflector::{reflector, Store};
+use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::ResourceExt;
 
@@ -15,7 +15,7 @@ use crate::{Context, Error};
 
 pub async fn run(ctx: Context) {
     let api: Api<ClusterRole> = Api::all(ctx.client.clone());
-    let (reader, writer) = reflector::store();
+    let (reader, writer) = kube::runtime::reflector::store();
     let mut events = std::pin::pin!(reflector(
         writer,
         watcher(api.clone(), watcher::Config::default()).default_backoff()

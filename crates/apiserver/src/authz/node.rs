@@ -87,7 +87,7 @@ pub async fn authorize(registry: &Registry, id: &Identity, a: &Attributes) -> De
                 _ => no_relationship(node),
             }
         }
-        ("", "pods", "") if read => Decision::Allow,
+        ("", "pods", "" | "status") if read => Decision::Allow,
         // NodeRestriction checks the pod's node on create.
         ("", "pods", "") if a.verb == "create" => Decision::Allow,
         ("", "pods", sub)
