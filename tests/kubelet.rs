@@ -671,10 +671,27 @@ spec:
 
 // Acceptance 6: configMap/secret files (content, modes, updates), emptyDir shared by two
 // containers, a projected service-account token that authenticates.
+/// Lets the `default` ServiceAccount of `default` read, as a pod listing pods needs.
+const DEFAULT_ACCOUNT_VIEWS: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: default-view
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: view
+subjects:
+- kind: ServiceAccount
+  name: default
+  namespace: default
+";
+
 #[test]
 fn volumes_config_map_secret_empty_dir_and_token() {
     let cluster = Cluster::start();
     cluster.wait_node_ready();
+    // Authorization is on: the pod's account reads through a binding to `view`.
+    cluster.apply(DEFAULT_ACCOUNT_VIEWS);
     cluster.apply(
         "apiVersion: v1
 kind: ConfigMap
@@ -841,6 +858,8 @@ spec:
 fn the_automounted_token_lets_a_pod_list_pods() {
     let cluster = Cluster::start();
     cluster.wait_node_ready();
+    // Authorization is on: the pod's account reads through a binding to `view`.
+    cluster.apply(DEFAULT_ACCOUNT_VIEWS);
     cluster.apply(&busybox_pod(
         "client",
         &format!(

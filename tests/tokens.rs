@@ -58,7 +58,13 @@ fn create_token_authenticates_as_the_service_account_until_it_is_deleted() {
     // Authorization is on: the account reads through a binding to `view`.
     server.ok(
         &k,
-        &["create", "clusterrolebinding", "robot-view", "--clusterrole=view", "--serviceaccount=default:robot"],
+        &[
+            "create",
+            "clusterrolebinding",
+            "robot-view",
+            "--clusterrole=view",
+            "--serviceaccount=default:robot",
+        ],
     );
     let token = server
         .ok(&k, &["create", "token", "robot"])
@@ -121,7 +127,13 @@ fn a_pod_bound_token_dies_with_its_pod_and_durations_are_checked() {
     server.ok(&k, &["create", "serviceaccount", "app"]);
     server.ok(
         &k,
-        &["create", "rolebinding", "app-view", "--clusterrole=view", "--serviceaccount=default:app"],
+        &[
+            "create",
+            "rolebinding",
+            "app-view",
+            "--clusterrole=view",
+            "--serviceaccount=default:app",
+        ],
     );
     server.ok_stdin(
         &k,

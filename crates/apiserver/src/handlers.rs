@@ -150,7 +150,11 @@ async fn authorize(
     let attributes = crate::authz::Attributes::of_request(&parts.method, parts.uri.path(), &query);
     match state.authorizer.authorize(&identity, &attributes).await {
         Ok(()) => Ok(identity),
-        Err(reason) => Err(crate::authz::forbidden(&identity.user, &attributes, &reason)),
+        Err(reason) => Err(crate::authz::forbidden(
+            &identity.user,
+            &attributes,
+            &reason,
+        )),
     }
 }
 

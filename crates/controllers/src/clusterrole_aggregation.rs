@@ -73,8 +73,12 @@ async fn sync(reader: &Store<ClusterRole>, api: &Api<ClusterRole>) -> Result<(),
             continue;
         }
         let patch = serde_json::json!({"rules": rules});
-        api.patch(&role.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch(
+            &role.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
         tracing::info!(clusterrole = %role.name_any(), rules = rules.len(), "aggregated rules updated");
     }
     Ok(())

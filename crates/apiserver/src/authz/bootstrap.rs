@@ -57,8 +57,7 @@ fn cluster_role(name: &str, labels: &[(&str, &str)], rules: Vec<PolicyRule>) -> 
 
 fn aggregated(name: &str, labels: &[(&str, &str)], selects: &str) -> Value {
     let mut role = cluster_role(name, labels, Vec::new());
-    role["aggregationRule"] =
-        json!({"clusterRoleSelectors": [{"matchLabels": {selects: "true"}}]});
+    role["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {selects: "true"}}]});
     role
 }
 
@@ -96,7 +95,11 @@ pub fn cluster_roles() -> Vec<Value> {
             &[(AGGREGATE_TO_ADMIN, "true")],
             vec![
                 r(ALL_RW, &[GROUP], &["rolebindings", "roles"]),
-                r(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                ),
             ],
         ),
         cluster_role(
@@ -106,13 +109,26 @@ pub fn cluster_roles() -> Vec<Value> {
                 r(
                     READ,
                     &[""],
-                    &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+                    &[
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy",
+                        "secrets",
+                        "services/proxy",
+                    ],
                 ),
                 r(&["impersonate"], &[""], &["serviceaccounts"]),
                 r(
                     WRITE,
                     &[""],
-                    &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"],
+                    &[
+                        "pods",
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy",
+                    ],
                 ),
                 r(&["create"], &[""], &["pods/eviction"]),
                 r(
@@ -148,7 +164,11 @@ pub fn cluster_roles() -> Vec<Value> {
                 r(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
                 r(WRITE, &["batch"], &["cronjobs", "jobs"]),
                 r(WRITE, &["policy"], &["poddisruptionbudgets"]),
-                r(WRITE, &["networking.k8s.io"], &["ingresses", "networkpolicies"]),
+                r(
+                    WRITE,
+                    &["networking.k8s.io"],
+                    &["ingresses", "networkpolicies"],
+                ),
                 r(READ, &["coordination.k8s.io"], &["leases"]),
             ],
         ),
@@ -207,9 +227,24 @@ pub fn cluster_roles() -> Vec<Value> {
                         "statefulsets/status",
                     ],
                 ),
-                r(READ, &["autoscaling"], &["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
-                r(READ, &["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"]),
-                r(READ, &["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"]),
+                r(
+                    READ,
+                    &["autoscaling"],
+                    &[
+                        "horizontalpodautoscalers",
+                        "horizontalpodautoscalers/status",
+                    ],
+                ),
+                r(
+                    READ,
+                    &["batch"],
+                    &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                ),
+                r(
+                    READ,
+                    &["policy"],
+                    &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+                ),
                 r(
                     READ,
                     &["networking.k8s.io"],
@@ -223,8 +258,17 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![PolicyRule::urls(
                 &["get"],
                 &[
-                    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                    "/openapi/*", "/readyz", "/version", "/version/",
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
                 ],
             )],
         ),
@@ -232,7 +276,11 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:basic-user",
             &[],
             vec![
-                r(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+                r(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
                 r(
                     &["create"],
                     &["authorization.k8s.io"],
@@ -259,17 +307,50 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:kube-scheduler",
             &[],
             vec![
-                r(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
-                r(&["create", "get", "list", "watch", "update", "patch"], &["coordination.k8s.io"], &["leases"]),
-                r(READ, &[""], &["nodes", "namespaces", "persistentvolumeclaims", "persistentvolumes", "replicationcontrollers", "services", "configmaps"]),
+                r(
+                    &["create", "patch", "update"],
+                    &["", "events.k8s.io"],
+                    &["events"],
+                ),
+                r(
+                    &["create", "get", "list", "watch", "update", "patch"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ),
+                r(
+                    READ,
+                    &[""],
+                    &[
+                        "nodes",
+                        "namespaces",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                        "replicationcontrollers",
+                        "services",
+                        "configmaps",
+                    ],
+                ),
                 r(&["get", "list", "watch", "delete"], &[""], &["pods"]),
                 r(&["create"], &[""], &["bindings", "pods/binding"]),
                 r(&["patch", "update"], &[""], &["pods/status"]),
                 r(READ, &["apps"], &["replicasets", "statefulsets"]),
                 r(READ, &["policy"], &["poddisruptionbudgets"]),
-                r(READ, &["storage.k8s.io"], &["storageclasses", "csinodes", "csidrivers", "csistoragecapacities"]),
+                r(
+                    READ,
+                    &["storage.k8s.io"],
+                    &[
+                        "storageclasses",
+                        "csinodes",
+                        "csidrivers",
+                        "csistoragecapacities",
+                    ],
+                ),
                 r(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                r(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                r(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
             ],
         ),
         cluster_role(
@@ -278,8 +359,16 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![
                 r(&["list", "watch"], &[""], &["services", "endpoints"]),
                 r(READ, &[""], &["nodes"]),
-                r(&["create", "patch", "update"], &["", "events.k8s.io"], &["events"]),
-                r(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                r(
+                    &["create", "patch", "update"],
+                    &["", "events.k8s.io"],
+                    &["events"],
+                ),
+                r(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
             ],
         ),
     ];
@@ -290,13 +379,28 @@ pub fn cluster_roles() -> Vec<Value> {
 /// The default ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
-        binding("cluster-admin", "cluster-admin", &[("Group", "system:masters")]),
-        binding("system:discovery", "system:discovery", &[("Group", "system:authenticated")]),
-        binding("system:basic-user", "system:basic-user", &[("Group", "system:authenticated")]),
+        binding(
+            "cluster-admin",
+            "cluster-admin",
+            &[("Group", "system:masters")],
+        ),
+        binding(
+            "system:discovery",
+            "system:discovery",
+            &[("Group", "system:authenticated")],
+        ),
+        binding(
+            "system:basic-user",
+            "system:basic-user",
+            &[("Group", "system:authenticated")],
+        ),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",
-            &[("Group", "system:authenticated"), ("Group", "system:unauthenticated")],
+            &[
+                ("Group", "system:authenticated"),
+                ("Group", "system:unauthenticated"),
+            ],
         ),
         binding(
             "system:kube-controller-manager",
@@ -384,13 +488,18 @@ fn reconciled(current: &Value, want: &Value) -> Option<Value> {
         let Some(wanted) = want.get(list).and_then(Value::as_array) else {
             continue;
         };
-        let mut have = current.get(list).and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut have = current
+            .get(list)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for w in wanted {
             let present = if list == "rules" {
                 let w: PolicyRule = serde_json::from_value(w.clone()).unwrap_or_default();
                 rbac::uncovered(&rbac::rules_of(current), std::slice::from_ref(&w)).is_empty()
             } else {
-                have.iter().any(|h| h.get("kind") == w.get("kind") && h.get("name") == w.get("name"))
+                have.iter()
+                    .any(|h| h.get("kind") == w.get("kind") && h.get("name") == w.get("name"))
             };
             if !present {
                 have.push(w.clone());
@@ -428,10 +537,12 @@ pub async fn ensure(registry: &Registry) -> ApiResult<()> {
             &[("Group", kubelab_pki::CLUSTER_ADMINS_GROUP)],
         )
     });
-    let defaults = cluster_roles()
-        .into_iter()
-        .map(|o| (roles, o))
-        .chain(cluster_role_bindings().into_iter().chain(once).map(|o| (bindings, o)));
+    let defaults = cluster_roles().into_iter().map(|o| (roles, o)).chain(
+        cluster_role_bindings()
+            .into_iter()
+            .chain(once)
+            .map(|o| (bindings, o)),
+    );
     for (rt, want) in defaults {
         let name = crate::object::name(&want).to_string();
         match registry.get(rt, None, &name).await {
@@ -463,7 +574,12 @@ mod tests {
     fn admin_gathers_edit_and_view() {
         let roles = cluster_roles();
         let rules = |name: &str| {
-            rbac::rules_of(roles.iter().find(|r| crate::object::name(r) == name).unwrap())
+            rbac::rules_of(
+                roles
+                    .iter()
+                    .find(|r| crate::object::name(r) == name)
+                    .unwrap(),
+            )
         };
         let pods_get = super::super::Attributes::resource("get", "", "pods", "a", "p");
         let secrets_get = super::super::Attributes::resource("get", "", "secrets", "a", "s");

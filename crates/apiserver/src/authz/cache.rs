@@ -52,13 +52,18 @@ impl Authorizer {
             let registry = self.registry.clone();
             async move {
                 match rt {
-                    Some(rt) => Ok(registry.list(rt, None, &ListOptions::default()).await?.items),
+                    Some(rt) => Ok(registry
+                        .list(rt, None, &ListOptions::default())
+                        .await?
+                        .items),
                     None => ApiResult::Ok(Vec::new()),
                 }
             }
         };
         for role in list("roles").await? {
-            let ns = object::meta_str(&role, "namespace").unwrap_or("").to_string();
+            let ns = object::meta_str(&role, "namespace")
+                .unwrap_or("")
+                .to_string();
             let name = object::name(&role).to_string();
             state.roles.insert((ns, name), rbac::rules_of(&role));
         }
@@ -69,7 +74,11 @@ impl Authorizer {
         }
         for b in list("rolebindings").await? {
             if let Some(b) = Binding::from_object(&b) {
-                state.role_bindings.entry(b.namespace.clone()).or_default().push(b);
+                state
+                    .role_bindings
+                    .entry(b.namespace.clone())
+                    .or_default()
+                    .push(b);
             }
         }
         for b in list("clusterrolebindings").await? {
@@ -96,7 +105,12 @@ impl Authorizer {
     /// Keep the snapshot current for the life of the server.
     pub async fn follow(self: Arc<Self>) {
         let mut tasks = Vec::new();
-        for plural in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
+        for plural in [
+            "roles",
+            "clusterroles",
+            "rolebindings",
+            "clusterrolebindings",
+        ] {
             let Some(rt) = catalog::find(RBAC_GROUP, "v1", plural) else {
                 continue;
             };

@@ -148,7 +148,13 @@ pub fn forbidden(user: &str, a: &Attributes, reason: &str) -> ApiError {
     if !reason.is_empty() {
         message = format!("{message}: {reason}");
     }
-    forbidden_for(&a.api_group, &a.resource, &a.name, a.resource_request, message)
+    forbidden_for(
+        &a.api_group,
+        &a.resource,
+        &a.name,
+        a.resource_request,
+        message,
+    )
 }
 
 /// A 403 about one resource (or, without a resource, the bare `forbidden: ...`).
@@ -254,7 +260,13 @@ pub async fn impersonate(
         ));
     }
     for (key, value) in &extras {
-        let mut a = Attributes::resource("impersonate", "authentication.k8s.io", "userextras", "", value);
+        let mut a = Attributes::resource(
+            "impersonate",
+            "authentication.k8s.io",
+            "userextras",
+            "",
+            value,
+        );
         a.subresource = key.clone();
         checks.push(a);
     }
@@ -330,7 +342,10 @@ impl Admission {
         let wanted = match rt.plural {
             "roles" | "clusterroles" => {
                 let rules = rbac::rules_of(new);
-                if current.is_some_and(|c| rbac::rules_of(c) == rules && c.get("aggregationRule") == new.get("aggregationRule")) {
+                if current.is_some_and(|c| {
+                    rbac::rules_of(c) == rules
+                        && c.get("aggregationRule") == new.get("aggregationRule")
+                }) {
                     return Ok(());
                 }
                 if may("escalate", rt.plural, name) {
@@ -416,7 +431,10 @@ mod tests {
     #[test]
     fn request_attributes_follow_request_info() {
         let a = Attributes::of_request(&http::Method::GET, "/api/v1/namespaces/b/pods", &q(""));
-        assert_eq!((a.verb.as_str(), a.namespace.as_str(), a.resource.as_str()), ("list", "b", "pods"));
+        assert_eq!(
+            (a.verb.as_str(), a.namespace.as_str(), a.resource.as_str()),
+            ("list", "b", "pods")
+        );
         let w = Attributes::of_request(&http::Method::GET, "/api/v1/pods", &q("watch=true"));
         assert_eq!(w.verb, "watch");
         let one = Attributes::of_request(
@@ -426,9 +444,19 @@ mod tests {
         );
         assert_eq!((one.verb.as_str(), one.name.as_str()), ("watch", "s1"));
         let ns = Attributes::of_request(&http::Method::DELETE, "/api/v1/namespaces/x", &q(""));
-        assert_eq!((ns.verb.as_str(), ns.namespace.as_str(), ns.name.as_str()), ("delete", "x", "x"));
-        let exec = Attributes::of_request(&http::Method::GET, "/api/v1/namespaces/b/pods/p/exec", &q(""));
-        assert_eq!((exec.verb.as_str(), exec.subresource.as_str()), ("create", "exec"));
+        assert_eq!(
+            (ns.verb.as_str(), ns.namespace.as_str(), ns.name.as_str()),
+            ("delete", "x", "x")
+        );
+        let exec = Attributes::of_request(
+            &http::Method::GET,
+            "/api/v1/namespaces/b/pods/p/exec",
+            &q(""),
+        );
+        assert_eq!(
+            (exec.verb.as_str(), exec.subresource.as_str()),
+            ("create", "exec")
+        );
         let url = Attributes::of_request(&http::Method::GET, "/healthz", &q(""));
         assert!(!url.resource_request);
         assert_eq!(url.path, "/healthz");

@@ -32,7 +32,11 @@ pub fn node_name(id: &Identity) -> Option<&str> {
 /// resources handled by relationship below.
 fn static_rule_allows(a: &Attributes) -> bool {
     let read = matches!(a.verb.as_str(), "get" | "list" | "watch");
-    match (a.api_group.as_str(), a.resource.as_str(), a.subresource.as_str()) {
+    match (
+        a.api_group.as_str(),
+        a.resource.as_str(),
+        a.subresource.as_str(),
+    ) {
         ("", "services" | "endpoints", "") => read,
         ("discovery.k8s.io", "endpointslices", "") => read,
         ("", "events", "") | ("events.k8s.io", "events", "") => {
@@ -74,7 +78,11 @@ pub async fn authorize(registry: &Registry, id: &Identity, a: &Attributes) -> De
             no_relationship(node)
         }
     };
-    match (a.api_group.as_str(), a.resource.as_str(), a.subresource.as_str()) {
+    match (
+        a.api_group.as_str(),
+        a.resource.as_str(),
+        a.subresource.as_str(),
+    ) {
         ("", "nodes", _) => match a.verb.as_str() {
             "get" | "list" | "watch" | "create" => Decision::Allow,
             "update" | "patch" | "delete" => allow(a.name == node),
@@ -193,7 +201,12 @@ fn referenced(pod: &Value, kind: &str) -> Vec<String> {
         }
     };
     let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
-    let arr = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let arr = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     for vol in arr(&spec, "volumes") {
         match kind {
             "secrets" => {
@@ -272,7 +285,8 @@ pub fn admit(
             format!("node {node:?} is not allowed to modify node {name:?}"),
         )),
         ("", "pods") => {
-            let bound = |p: &Value| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node);
+            let bound =
+                |p: &Value| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node);
             if !bound(new) || current.is_some_and(|c| !bound(c)) {
                 return Err(restricted(
                     rt,
@@ -282,13 +296,11 @@ pub fn admit(
             }
             Ok(())
         }
-        ("coordination.k8s.io", "leases")
-            if ns != Some(NODE_LEASE_NAMESPACE) || name != node =>
-        {
+        ("coordination.k8s.io", "leases") if ns != Some(NODE_LEASE_NAMESPACE) || name != node => {
             Err(restricted(
                 rt,
                 name,
-                format!("can only access node lease with the same name as the requesting node"),
+                "can only access node lease with the same name as the requesting node".to_string(),
             ))
         }
         _ => Ok(()),
@@ -315,7 +327,10 @@ mod tests {
                 "envFrom": [{"configMapRef": {"name": "c2"}}]}]
         }});
         assert_eq!(referenced(&pod, "secrets"), ["s1", "s2", "pull", "s3"]);
-        assert_eq!(referenced(&pod, "configmaps"), ["c1", "kube-root-ca.crt", "c2"]);
+        assert_eq!(
+            referenced(&pod, "configmaps"),
+            ["c1", "kube-root-ca.crt", "c2"]
+        );
         assert_eq!(referenced(&pod, "persistentvolumeclaims"), ["data"]);
     }
 

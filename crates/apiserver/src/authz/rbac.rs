@@ -23,7 +23,11 @@ pub struct PolicyRule {
     pub resources: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_names: Vec<String>,
-    #[serde(default, rename = "nonResourceURLs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "nonResourceURLs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_resource_urls: Vec<String>,
 }
 
@@ -133,7 +137,8 @@ impl PolicyRule {
 
     /// Does this (owner) rule grant everything the single-valued rule `r` grants?
     fn covers_atom(&self, r: &PolicyRule) -> bool {
-        let covers_list = |owner: &[String], want: &str| owner.iter().any(|o| o == "*" || o == want);
+        let covers_list =
+            |owner: &[String], want: &str| owner.iter().any(|o| o == "*" || o == want);
         let verb = &r.verbs[0];
         if !covers_list(&self.verbs, verb) {
             return false;
@@ -197,7 +202,7 @@ impl Subject {
     pub fn applies_to(&self, user: &str, groups: &[String], binding_ns: &str) -> bool {
         match self.kind.as_str() {
             "User" => self.name == user,
-            "Group" => groups.iter().any(|g| *g == self.name),
+            "Group" => groups.contains(&self.name),
             "ServiceAccount" => {
                 let ns = if self.namespace.is_empty() {
                     binding_ns
@@ -370,7 +375,10 @@ mod tests {
     fn matching_follows_upstream() {
         let pods = PolicyRule::new(&["get", "list"], &[""], &["pods"]);
         assert!(pods.allows(&res("get", "", "pods", "", "x")));
-        assert!(!pods.allows(&res("get", "", "pods", "log", "x")), "pods does not cover pods/log");
+        assert!(
+            !pods.allows(&res("get", "", "pods", "log", "x")),
+            "pods does not cover pods/log"
+        );
         assert!(!pods.allows(&res("delete", "", "pods", "", "x")));
         assert!(!pods.allows(&res("get", "apps", "pods", "", "x")));
         let scale = PolicyRule::new(&["*"], &["*"], &["*/scale"]);
@@ -406,10 +414,17 @@ mod tests {
             &[PolicyRule::new(&["get"], &[""], &["secrets"]).names(&["a"])]
         )
         .is_empty());
-        let admin = vec![PolicyRule::new(&["*"], &["*"], &["*"]), PolicyRule::urls(&["*"], &["*"])];
+        let admin = vec![
+            PolicyRule::new(&["*"], &["*"], &["*"]),
+            PolicyRule::urls(&["*"], &["*"]),
+        ];
         assert!(uncovered(&admin, &[PolicyRule::urls(&["get"], &["/x/*"])]).is_empty());
         let sub = vec![PolicyRule::new(&["get"], &["apps"], &["*/scale"])];
-        assert!(uncovered(&sub, &[PolicyRule::new(&["get"], &["apps"], &["deployments/scale"])]).is_empty());
+        assert!(uncovered(
+            &sub,
+            &[PolicyRule::new(&["get"], &["apps"], &["deployments/scale"])]
+        )
+        .is_empty());
     }
 
     #[test]

@@ -84,7 +84,12 @@ pub async fn answer(
                 groups: spec
                     .get("groups")
                     .and_then(Value::as_array)
-                    .map(|g| g.iter().filter_map(Value::as_str).map(String::from).collect())
+                    .map(|g| {
+                        g.iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             };
             if subject.user.is_empty() && subject.groups.is_empty() {
