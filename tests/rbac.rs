@@ -47,16 +47,26 @@ current-context: x
 
 /// A kubeconfig with a client certificate of the cluster CA for `user` in `groups`.
 fn cert_kubeconfig(server: &TestServer, user: &str, groups: &[&str]) -> PathBuf {
+    cert_kubeconfig_with(server, &user.replace(':', "_"), |ca| {
+        kubelab_pki::issue_client_cert(ca, user, groups)
+    })
+}
+
+/// A kubeconfig `<file>.kubeconfig` with the client certificate `issue` makes from the CA.
+fn cert_kubeconfig_with(
+    server: &TestServer,
+    file: &str,
+    issue: impl FnOnce(&kubelab_pki::CertPair) -> Result<kubelab_pki::CertPair, kubelab_pki::Error>,
+) -> PathBuf {
     let tls = server.data_dir().join("tls");
     let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect("read cluster CA");
     let ca = kubelab_pki::CertPair {
         cert_pem: read("ca.crt"),
         key_pem: read("ca.key"),
     };
-    let cert = kubelab_pki::issue_client_cert(&ca, user, groups).expect("client certificate");
-    let path = server
-        .root()
-        .join(format!("{}.kubeconfig", user.replace(':', "_")));
+    let cert = issue(&ca).expect("client certificate");
+    let user = file;
+    let path = server.root().join(format!("{file}.kubeconfig"));
     let url = server.url();
     kubelab_pki::write_kubeconfig(
         &path,
@@ -215,6 +225,20 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
             assert_eq!(resp.status, 401, "{}", resp.text());
         }
     });
+
+    // An expired certificate of the cluster CA is 401, as upstream (not a TLS alert).
+    let expired = cert_kubeconfig_with(&server, "expired", |ca| {
+        kubelab_pki::issue_expired_client_cert(ca, "kubelab-admin", &["kubelab:cluster-admins"])
+    });
+    let refused = with(&server, &expired, &["get", "pods", "-n", "a"]);
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("You must be logged in to the server"),
+        "{}",
+        refused.stderr
+    );
 
     // Acceptance 3: the token stops working with its ServiceAccount.
     server.ok(&k, &["delete", "serviceaccount", "reader", "-n", "a"]);

@@ -96,6 +96,23 @@ pub fn issue_client_cert(
     issue_leaf(ca, common_name, organizations, &[], Usage::Client)
 }
 
+/// A client certificate of `ca` that expired a minute ago, after four minutes of validity (to
+/// test that expired credentials are refused).
+pub fn issue_expired_client_cert(
+    ca: &CertPair,
+    common_name: &str,
+    organizations: &[&str],
+) -> Result<CertPair, Error> {
+    let mut params = leaf_params(common_name, organizations, &[], Usage::Client)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + now.saturating_sub(Duration::from_secs(240));
+    params.not_after = epoch + now.saturating_sub(Duration::from_secs(60));
+    sign_leaf(ca, common_name, organizations, params)
+}
+
 /// Issue a leaf certificate signed by `ca` with a fresh key.
 pub(crate) fn issue_leaf(
     ca: &CertPair,
@@ -105,6 +122,15 @@ pub(crate) fn issue_leaf(
     usage: Usage,
 ) -> Result<CertPair, Error> {
     let params = leaf_params(common_name, organizations, sans, usage)?;
+    sign_leaf(ca, common_name, organizations, params)
+}
+
+fn sign_leaf(
+    ca: &CertPair,
+    common_name: &str,
+    organizations: &[&str],
+    params: CertificateParams,
+) -> Result<CertPair, Error> {
     let issuer = load_issuer(ca, common_name)?;
     let key = generate_key(common_name)?;
     let cert = params
@@ -362,6 +388,9 @@ pub fn identity_from_der(der: &[u8]) -> Result<Identity, Error> {
     if user.is_empty() {
         return Err(Error::NoCommonName);
     }
+    if !cert.validity().is_valid() {
+        return Err(Error::NotValidNow);
+    }
     let groups = subject
         .iter_organization()
         .map(|attribute| {
@@ -433,6 +462,17 @@ mod tests {
             .as_secs() as i64;
         assert!(now - not_before >= 299 && now - not_before <= 310);
         assert!(!cert.is_ca());
+    }
+
+    #[test]
+    fn expired_client_certificates_name_nobody() {
+        let ca = generate_ca("test-ca").unwrap();
+        let expired = issue_expired_client_cert(&ca, "alice", &["devs"]).unwrap();
+        assert!(is_signed_by(&expired.cert_pem, &ca.cert_pem).unwrap());
+        assert!(matches!(
+            identity_from_der(&expired.cert_der().unwrap()),
+            Err(Error::NotValidNow)
+        ));
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum Error {
     #[error("client certificate has no subject common name (CN); it cannot name a user")]
     NoCommonName,
 
+    /// A client certificate is expired or not yet valid.
+    #[error("client certificate is expired or not yet valid")]
+    NotValidNow,
+
     /// rustls refused the certificates or keys while building a TLS configuration.
     #[error("cannot {operation}: {source}")]
     Tls {

@@ -28,8 +28,8 @@ mod tls;
 mod token;
 
 pub use cert::{
-    generate_ca, identity_from_der, issue_client_cert, CertPair, Identity, BACKDATE, CA_VALIDITY,
-    LEAF_VALIDITY,
+    generate_ca, identity_from_der, issue_client_cert, issue_expired_client_cert, CertPair,
+    Identity, BACKDATE, CA_VALIDITY, LEAF_VALIDITY,
 };
 pub use error::Error;
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig, KubeconfigSpec};

@@ -49,15 +49,92 @@ fn roots(ca_pem: &str) -> Result<RootCertStore, Error> {
     Ok(roots)
 }
 
-/// Client certificates are optional; a presented one must chain to `ca_pem`.
+/// Client certificates are optional; a presented one must chain to `ca_pem`. A certificate of
+/// that CA that is only outside its validity period passes the handshake, so the request is
+/// answered 401 as upstream does ([`crate::identity_from_der`] refuses it), instead of a TLS
+/// alert.
 fn client_verifier(
     ca_pem: &str,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, Error> {
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider)
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider)
         .allow_unauthenticated()
         .build()
-        .map_err(|source| Error::ClientVerifier { source })
+        .map_err(|source| Error::ClientVerifier { source })?;
+    Ok(Arc::new(ExpiryTolerant { inner }))
+}
+
+#[derive(Debug)]
+struct ExpiryTolerant {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for ExpiryTolerant {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        use rustls::CertificateError;
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. },
+            )) => {
+                // Check everything else at the last moment the certificate was valid.
+                let (_, cert) =
+                    x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| {
+                        rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+                    })?;
+                let valid_at = (cert.validity().not_after.timestamp() - 1).max(0) as u64;
+                let at = rustls::pki_types::UnixTime::since_unix_epoch(
+                    std::time::Duration::from_secs(valid_at),
+                );
+                self.inner.verify_client_cert(end_entity, intermediates, at)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The API server's TLS configuration: the serving certificate; client certificates are optional
