@@ -694,6 +694,30 @@ spec:
         ),
         "pods \"on-two\" is forbidden",
     );
+    // Tokens only for its own pods' accounts, bound to those pods.
+    let token = |node: &std::path::Path, pod: &str| {
+        with(
+            &server,
+            node,
+            &[
+                "create",
+                "token",
+                "default",
+                "--bound-object-kind=Pod",
+                &format!("--bound-object-name={pod}"),
+            ],
+        )
+    };
+    let own_token = token(&node1, "on-one");
+    assert!(own_token.success(), "{}", own_token.stderr);
+    assert_forbidden(
+        &token(&node1, "on-two"),
+        "can only create tokens for the service account of its own pods",
+    );
+    assert_forbidden(
+        &with(&server, &node1, &["create", "token", "default"]),
+        "can only create tokens bound to a pod",
+    );
     // A node cannot create a pod for another node, nor delete another node's pod.
     let mut stolen = pod("sneaky", "fake-node-2", "two-only");
     stolen.push('\n');

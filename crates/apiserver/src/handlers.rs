@@ -307,6 +307,7 @@ async fn resource_request(
         {
             let obj = request::decode_object(body, &request::content_type(headers))?;
             let ns = ns.ok_or(ApiError::NoRoute)?;
+            crate::authz::admit_token_request(reg, identity, ns, name, &obj).await?;
             let issued = crate::authn::token_request(reg, &state.tokens, ns, name, &obj).await?;
             Ok(json_response(StatusCode::CREATED, &issued))
         }

@@ -29,6 +29,7 @@ use crate::request::Query;
 use crate::route::{self, Route};
 
 pub use cache::Authorizer;
+pub use node::admit_token_request;
 pub use review::answer as answer_review;
 
 /// Groups whose members are allowed everything without consulting RBAC.

@@ -307,6 +307,54 @@ pub fn admit(
     }
 }
 
+/// NodeRestriction for TokenRequests: a node may only ask for tokens bound to a pod that is
+/// bound to it and runs as that service account.
+pub async fn admit_token_request(
+    registry: &Registry,
+    id: &Identity,
+    ns: &str,
+    account: &str,
+    request: &Value,
+) -> ApiResult<()> {
+    let Some(node) = node_name(id) else {
+        return Ok(());
+    };
+    let refused = |message: String| {
+        let rt = catalog::find("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+        Err(restricted(rt, account, message))
+    };
+    let bound = request.pointer("/spec/boundObjectRef");
+    let kind = bound.and_then(|b| b.get("kind")).and_then(Value::as_str);
+    let pod_name = bound
+        .and_then(|b| b.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind != Some("Pod") || pod_name.is_empty() {
+        return refused(format!(
+            "node {node:?} can only create tokens bound to a pod"
+        ));
+    }
+    let Some(pods) = catalog::find("", "v1", "pods") else {
+        return refused("pods are not served".into());
+    };
+    let pod = match registry.get(pods, Some(ns), pod_name).await {
+        Ok(pod) => pod,
+        Err(ApiError::NotFound { .. }) => {
+            return refused(format!(
+                "node {node:?} can only create tokens for its own pods"
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let on_node = pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node);
+    if !on_node || service_account(&pod) != account {
+        return refused(format!(
+            "node {node:?} can only create tokens for the service account of its own pods"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
