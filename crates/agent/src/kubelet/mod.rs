@@ -120,6 +120,8 @@ pub struct Kubelet {
     port: Mutex<u16>,
     /// The pods bound here, by uid (for the kubelet server).
     pods: Mutex<HashMap<String, Pod>>,
+    /// Projected service-account tokens, reused until they need a refresh.
+    pub tokens: volumes::TokenCache,
 }
 
 impl Kubelet {
@@ -463,6 +465,7 @@ pub async fn run(client: kube::Client, config: KubeletConfig) -> Result<(), Erro
         pod_cidr: Mutex::new(None),
         port: Mutex::new(config.kubelet_port),
         pods: Mutex::new(HashMap::new()),
+        tokens: volumes::TokenCache::default(),
         config,
     });
     let addr = server::start(kubelet.clone()).await?;

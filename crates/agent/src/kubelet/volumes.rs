@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
@@ -74,6 +75,45 @@ pub struct VolumeContext<'a> {
     pub pod_ip: &'a str,
     pub node_allocatable_cpu_millis: i64,
     pub node_allocatable_memory: i64,
+    /// Projected service-account tokens already issued, reused until they need a refresh.
+    pub tokens: &'a TokenCache,
+}
+
+/// Projected service-account tokens by (pod uid, account, audience, requested lifetime), with
+/// when they were issued and when they expire. A token is requested again once 80 % of its
+/// lifetime has passed or it is older than 24 hours, as upstream's kubelet token manager does,
+/// so a pod's token file is always replaced well before it expires.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<(String, String, String, i64), (String, SystemTime, SystemTime)>,
+    >,
+}
+
+/// Does a token issued at `issued`, expiring at `expires`, need replacing at `now`?
+pub fn requires_refresh(issued: SystemTime, expires: SystemTime, now: SystemTime) -> bool {
+    if now >= expires {
+        return true;
+    }
+    let lifetime = expires.duration_since(issued).unwrap_or_default();
+    let age = now.duration_since(issued).unwrap_or_default();
+    age >= Duration::from_secs(24 * 60 * 60) || age * 5 >= lifetime * 4
+}
+
+impl TokenCache {
+    fn get(&self, key: &(String, String, String, i64)) -> Option<String> {
+        let entries = self.entries.lock().expect("token cache lock");
+        let (token, issued, expires) = entries.get(key)?;
+        (!requires_refresh(*issued, *expires, SystemTime::now())).then(|| token.clone())
+    }
+
+    fn put(&self, key: (String, String, String, i64), token: String, lifetime: Duration) {
+        let now = SystemTime::now();
+        let mut entries = self.entries.lock().expect("token cache lock");
+        // Tokens of pods that are gone expire and are dropped here.
+        entries.retain(|_, (_, _, expires)| *expires > now);
+        entries.insert(key, (token, now, now + lifetime));
+    }
 }
 
 /// Sets up (or refreshes) every volume of the pod; returns the host path of each by name.
@@ -456,12 +496,22 @@ async fn service_account_token(
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".into());
     let ns = namespace(ctx.pod);
+    let expiration = t.expiration_seconds.unwrap_or(3607);
+    let key = (
+        ctx.pod.metadata.uid.clone().unwrap_or_default(),
+        sa.clone(),
+        t.audience.clone().unwrap_or_default(),
+        expiration,
+    );
+    if let Some(token) = ctx.tokens.get(&key) {
+        return token;
+    }
     let request = serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
         "spec": {
             "audiences": t.audience.as_ref().map(|a| vec![a.clone()]).unwrap_or_default(),
-            "expirationSeconds": t.expiration_seconds.unwrap_or(3607),
+            "expirationSeconds": expiration,
             "boundObjectRef": {
                 "apiVersion": "v1",
                 "kind": "Pod",
@@ -483,6 +533,13 @@ async fn service_account_token(
     {
         Ok(v) => {
             if let Some(token) = v.pointer("/status/token").and_then(|t| t.as_str()) {
+                // The lifetime granted, which the server may shorten.
+                let granted = v
+                    .pointer("/spec/expirationSeconds")
+                    .and_then(|s| s.as_i64())
+                    .unwrap_or(expiration);
+                let lifetime = Duration::from_secs(granted.max(0) as u64);
+                ctx.tokens.put(key, token.to_string(), lifetime);
                 return token.to_string();
             }
         }
@@ -661,6 +718,21 @@ pub fn tear_down(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokens_are_refreshed_at_eighty_percent_of_their_lifetime_or_a_day() {
+        use super::requires_refresh;
+        use std::time::{Duration, SystemTime};
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        assert!(!requires_refresh(t0, t0 + hour, t0));
+        assert!(!requires_refresh(t0, t0 + hour, t0 + hour * 79 / 100));
+        assert!(requires_refresh(t0, t0 + hour, t0 + hour * 80 / 100));
+        assert!(requires_refresh(t0, t0 + hour, t0 + hour));
+        let week = hour * 24 * 7;
+        assert!(!requires_refresh(t0, t0 + week, t0 + hour * 23));
+        assert!(requires_refresh(t0, t0 + week, t0 + hour * 24));
+    }
+
     use super::*;
 
     #[test]

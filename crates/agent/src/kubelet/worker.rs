@@ -502,6 +502,7 @@ impl Worker {
             pod_ip,
             node_allocatable_cpu_millis: self.kubelet.machine.cpus as i64 * 1000,
             node_allocatable_memory: self.kubelet.machine.memory_bytes as i64,
+            tokens: &self.kubelet.tokens,
         };
         match volumes::prepare(&ctx).await {
             Ok(v) => {
