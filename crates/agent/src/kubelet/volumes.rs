@@ -85,10 +85,13 @@ pub struct VolumeContext<'a> {
 /// so a pod's token file is always replaced well before it expires.
 #[derive(Default)]
 pub struct TokenCache {
-    entries: std::sync::Mutex<
-        std::collections::HashMap<(String, String, String, i64), (String, SystemTime, SystemTime)>,
-    >,
+    entries: std::sync::Mutex<std::collections::HashMap<TokenKey, IssuedToken>>,
 }
+
+/// (pod uid, service account, audience, requested expirationSeconds).
+type TokenKey = (String, String, String, i64);
+/// (token, issued at, expires at).
+type IssuedToken = (String, SystemTime, SystemTime);
 
 /// Does a token issued at `issued`, expiring at `expires`, need replacing at `now`?
 pub fn requires_refresh(issued: SystemTime, expires: SystemTime, now: SystemTime) -> bool {
@@ -101,13 +104,13 @@ pub fn requires_refresh(issued: SystemTime, expires: SystemTime, now: SystemTime
 }
 
 impl TokenCache {
-    fn get(&self, key: &(String, String, String, i64)) -> Option<String> {
+    fn get(&self, key: &TokenKey) -> Option<String> {
         let entries = self.entries.lock().expect("token cache lock");
         let (token, issued, expires) = entries.get(key)?;
         (!requires_refresh(*issued, *expires, SystemTime::now())).then(|| token.clone())
     }
 
-    fn put(&self, key: (String, String, String, i64), token: String, lifetime: Duration) {
+    fn put(&self, key: TokenKey, token: String, lifetime: Duration) {
         let now = SystemTime::now();
         let mut entries = self.entries.lock().expect("token cache lock");
         // Tokens of pods that are gone expire and are dropped here.
