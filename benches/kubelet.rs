@@ -19,9 +19,12 @@ use std::time::{Duration, Instant};
 use common::TestServer;
 use containerd::Containerd;
 use futures::StreamExt;
+use k8s_cri::v1 as cri_api;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, watcher, Event};
+use kubelab_agent::kubelet::cni::{self, CniConfig};
+use kubelab_agent::kubelet::cri::Cri;
 
 const PODS: usize = 50;
 const NAMESPACE: &str = "default";
@@ -61,8 +64,95 @@ impl Drop for Agent {
     }
 }
 
+/// The runtime's own floor: PODS sandboxes (CNI included) each with one started container,
+/// asked of containerd's CRI directly and all at once, without any kubelet. Per-pod latency
+/// (first call → container started), sorted, and the wall time. Everything is removed after.
+fn runtime_floor(ctrd: &Containerd) -> (Vec<Duration>, Duration) {
+    let cni = CniConfig {
+        conf_dir: ctrd.cni_conf_dir.clone(),
+        bridge: ctrd.bridge.clone(),
+        ipam_data_dir: ctrd.root().join("floor-ipam"),
+    };
+    // The agent's podCIDR (the first /24 of --cluster-cidr): the bridge keeps one gateway.
+    cni::write_conflist(&cni, "10.231.0.0/24").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cri = Cri::new(&ctrd.socket);
+        let until = Instant::now() + DEADLINE;
+        while !cri.status().await.is_ok_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.r#type == "NetworkReady" && c.status)
+        }) {
+            assert!(
+                Instant::now() < until,
+                "containerd's network never got ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let logs = ctrd.root().join("floor-logs");
+        let start = Instant::now();
+        let runs = (0..PODS).map(|i| {
+            let cri = cri.clone();
+            let logs = logs.clone();
+            async move {
+                let began = Instant::now();
+                let uid = format!("floor-{i}");
+                let config = cri_api::PodSandboxConfig {
+                    metadata: Some(cri_api::PodSandboxMetadata {
+                        name: uid.clone(),
+                        uid: uid.clone(),
+                        namespace: "floor".into(),
+                        attempt: 0,
+                    }),
+                    hostname: uid.clone(),
+                    log_directory: logs.join(&uid).to_string_lossy().into_owned(),
+                    linux: Some(cri_api::LinuxPodSandboxConfig::default()),
+                    ..Default::default()
+                };
+                let sandbox = cri.run_pod_sandbox(config.clone()).await.unwrap();
+                let container = cri
+                    .create_container(
+                        &sandbox,
+                        cri_api::ContainerConfig {
+                            metadata: Some(cri_api::ContainerMetadata {
+                                name: "main".into(),
+                                attempt: 0,
+                            }),
+                            image: Some(cri_api::ImageSpec {
+                                image: containerd::BUSYBOX.into(),
+                                ..Default::default()
+                            }),
+                            command: vec!["sleep".into(), "3600".into()],
+                            log_path: "main.log".into(),
+                            ..Default::default()
+                        },
+                        config,
+                    )
+                    .await
+                    .unwrap();
+                cri.start_container(&container).await.unwrap();
+                (began.elapsed(), sandbox)
+            }
+        });
+        let done = futures::future::join_all(runs).await;
+        let wall = start.elapsed();
+        for (_, sandbox) in &done {
+            let _ = cri.stop_pod_sandbox(sandbox).await;
+            let _ = cri.remove_pod_sandbox(sandbox).await;
+        }
+        let mut latencies: Vec<Duration> = done.into_iter().map(|(d, _)| d).collect();
+        latencies.sort();
+        (latencies, wall)
+    })
+}
+
 fn main() {
     let ctrd = Containerd::start();
+    let (floor, floor_wall) = runtime_floor(&ctrd);
     let server = TestServer::start_args(&["--cluster-cidr", "10.231.0.0/16"]);
     let tls = server.data_dir().join("tls");
     let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
@@ -224,6 +314,12 @@ fn main() {
         }
     );
     println!("  startup latency max:   {:.3} s", max.as_secs_f64());
+    println!(
+        "  runtime floor (CRI directly, no kubelet): {PODS} sandboxes + containers in {:.2} s, p50 {:.3} s, p99 {:.3} s",
+        floor_wall.as_secs_f64(),
+        percentile(&floor, 0.50).as_secs_f64(),
+        percentile(&floor, 0.99).as_secs_f64()
+    );
     println!("  agent RSS idle (1 pod): {idle_rss:.1} MiB");
     println!(
         "  agent RSS with {} pods: {rss:.1} MiB, peak {peak:.1} MiB  (target <= 24 MB: {})",

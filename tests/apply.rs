@@ -602,3 +602,42 @@ fn misspelled_field_is_rejected_by_default_validation() {
         }
     });
 }
+
+/// Server-side applies that create the same new object at once all succeed: the ones that lose
+/// the create race become updates, as upstream's atomic create-on-update (a `kubelab up` addon
+/// install racing the server's own default StorageClass once failed with AlreadyExists).
+#[test]
+fn concurrent_creating_applies_all_succeed() {
+    use kube::api::{Api, Patch, PatchParams};
+    let server = TestServer::start();
+    let failures = server.block_on(async {
+        let client = server.client().await;
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client, "default");
+        let mut failures = Vec::new();
+        for round in 0..10 {
+            let name = format!("raced-{round}");
+            let applies = (0..8).map(|i| {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let body = json!({
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": name},
+                        "data": {format!("k{i}"): "v"},
+                    });
+                    let params = PatchParams::apply(&format!("manager-{i}")).force();
+                    api.patch(&name, &params, &Patch::Apply(body)).await
+                }
+            });
+            for result in futures::future::join_all(applies).await {
+                if let Err(e) = result {
+                    failures.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        failures
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -383,25 +383,44 @@ async fn resource_request(
             check_writable_sub(rt, sub)?;
             let dry_run = query.dry_run()?;
             let mut warnings = Vec::new();
-            let result = reg
-                .update(rt, ns, name, sub, dry_run, |current| {
-                    let patched = patch.apply(Some(&without_resource_version(current)), &fields)?;
-                    if sub.is_none() {
-                        warnings = check_fields(state, rt, &patched, None, query)?;
+            // An apply that creates, racing another create of the same name, is retried as an
+            // update (upstream's create-on-update is atomic: it never answers AlreadyExists).
+            let mut attempts = 0;
+            let response = loop {
+                attempts += 1;
+                let result = reg
+                    .update(rt, ns, name, sub, dry_run, |current| {
+                        let patched =
+                            patch.apply(Some(&without_resource_version(current)), &fields)?;
+                        if sub.is_none() {
+                            warnings = check_fields(state, rt, &patched, None, query)?;
+                        }
+                        admission.admit(rt, ns, Some(current), &patched)?;
+                        Ok(patched)
+                    })
+                    .await;
+                match result {
+                    Err(ApiError::NotFound { .. }) if patch.is_apply() && sub.is_none() => {
+                        let obj = patch.apply(None, &fields)?;
+                        warnings = check_fields(state, rt, &obj, None, query)?;
+                        admission.admit(rt, ns, None, &obj)?;
+                        match reg.create(rt, ns, obj, dry_run).await {
+                            Ok(created) => {
+                                break respond_object(
+                                    reg,
+                                    rt,
+                                    StatusCode::CREATED,
+                                    &created,
+                                    output,
+                                    query,
+                                )
+                            }
+                            Err(ApiError::AlreadyExists { .. }) if attempts < 3 => continue,
+                            Err(e) => return Err(e),
+                        }
                     }
-                    admission.admit(rt, ns, Some(current), &patched)?;
-                    Ok(patched)
-                })
-                .await;
-            let response = match result {
-                Err(ApiError::NotFound { .. }) if patch.is_apply() && sub.is_none() => {
-                    let obj = patch.apply(None, &fields)?;
-                    warnings = check_fields(state, rt, &obj, None, query)?;
-                    admission.admit(rt, ns, None, &obj)?;
-                    let created = reg.create(rt, ns, obj, dry_run).await?;
-                    respond_object(reg, rt, StatusCode::CREATED, &created, output, query)
+                    other => break respond_object(reg, rt, StatusCode::OK, &other?, output, query),
                 }
-                other => respond_object(reg, rt, StatusCode::OK, &other?, output, query),
             };
             with_warnings(response, &warnings)
         }
