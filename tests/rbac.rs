@@ -226,6 +226,21 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
         }
     });
 
+    // TokenReview answers from the token authenticator.
+    let review = server.ok_stdin(
+        &k,
+        &["create", "--validate=false", "-o", "json", "-f", "-"],
+        &format!(
+            "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec: {{token: {token}}}\n"
+        ),
+    );
+    let review: serde_json::Value = serde_json::from_str(&review).unwrap();
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    assert_eq!(
+        review["status"]["user"]["username"], "system:serviceaccount:a:reader",
+        "{review}"
+    );
+
     // An expired certificate of the cluster CA is 401, as upstream (not a TLS alert).
     let expired = cert_kubeconfig_with(&server, "expired", |ca| {
         kubelab_pki::issue_expired_client_cert(ca, "kubelab-admin", &["kubelab:cluster-admins"])

@@ -296,8 +296,15 @@ async fn resource_request(
         },
         (Method::POST, None) if rt.is_review() => {
             let obj = request::decode_object(body, &request::content_type(headers))?;
-            let answered =
-                crate::authz::answer_review(&state.authorizer, rt, ns, obj, identity).await?;
+            let answered = crate::authz::answer_review(
+                &state.authorizer,
+                &state.tokens,
+                rt,
+                ns,
+                obj,
+                identity,
+            )
+            .await?;
             Ok(json_response(StatusCode::CREATED, &answered))
         }
         (Method::POST, Some(name))

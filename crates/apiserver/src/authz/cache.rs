@@ -41,6 +41,10 @@ impl Authorizer {
         Ok(authorizer)
     }
 
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn snapshot(&self) -> Arc<RbacState> {
         self.state.read().expect("rbac state lock").clone()
     }

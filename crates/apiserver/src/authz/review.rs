@@ -1,7 +1,8 @@
 //! The create-only reviews of authentication.k8s.io and authorization.k8s.io, answered from
 //! the real authorizer: SelfSubjectReview (`kubectl auth whoami`), SelfSubjectAccessReview
 //! (`kubectl auth can-i`), SubjectAccessReview, LocalSubjectAccessReview and
-//! SelfSubjectRulesReview (`kubectl auth can-i --list`).
+//! SelfSubjectRulesReview (`kubectl auth can-i --list`); TokenReview from the token
+//! authenticator.
 
 use kubelab_pki::Identity;
 use kubelab_resources::catalog::ResourceType;
@@ -42,6 +43,7 @@ fn attributes_of(spec: &Value) -> ApiResult<Attributes> {
 /// Fill in `status` of a review posted by `identity` (in namespace `ns` for namespaced ones).
 pub async fn answer(
     authorizer: &Authorizer,
+    tokens: &crate::authn::TokenAuthority,
     rt: &ResourceType,
     ns: Option<&str>,
     mut obj: Value,
@@ -64,7 +66,15 @@ pub async fn answer(
             json!({"userInfo": {"username": identity.user, "groups": identity.groups}})
         }
         "TokenReview" => {
-            json!({"authenticated": false, "error": "token authentication is not enabled"})
+            let token = str_at(&spec, "token");
+            match crate::authn::authenticate_bearer(authorizer.registry(), tokens, token).await {
+                Some(user) => json!({
+                    "authenticated": true,
+                    "user": {"username": user.user, "groups": user.groups},
+                    "audiences": [crate::authn::ISSUER],
+                }),
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            }
         }
         "SelfSubjectAccessReview" => {
             let a = attributes_of(&spec)?;
