@@ -55,9 +55,20 @@ pub struct ServerArgs {
     /// Pod capacity of each simulated node.
     #[arg(long, default_value_t = 110)]
     fake_node_pods: u32,
+    /// An apiserver.config.k8s.io/v1 EncryptionConfiguration (YAML or JSON): which resources
+    /// are encrypted at rest, with which providers and keys. Reloaded when it changes.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let encryption = match &args.encryption_provider_config {
+        Some(path) => {
+            let encryption = kubelab_apiserver::encryption::Encryption::load(path)?;
+            Some(Arc::new(encryption))
+        }
+        None => None,
+    };
     create_private_dir(&args.data_dir)?;
     let host_name = hostname::get()
         .ok()
@@ -116,8 +127,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?,
         node_token: Some(node_token),
         kubelet_routes: kubelet_routes.clone(),
+        encryption: encryption.clone(),
     })
     .await?;
+    let reloader = encryption.as_ref().map(|e| e.spawn_reloader());
     let server_url = format!("https://{}", url_host(advertise, running.local_addr.port()));
     for (file, user, cert) in &clients {
         let path = args.data_dir.join(file);
@@ -228,6 +241,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.data_dir.join("admin.kubeconfig").display()
     );
     shutdown_signal().await;
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     fake_nodes.abort();
     scheduler.abort();
     if let Some(c) = controllers {

@@ -13,6 +13,7 @@ mod bootstrap;
 mod crd;
 mod custom;
 mod discovery;
+pub mod encryption;
 mod error;
 mod eviction;
 mod handlers;

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// Local addresses of the kubelets of nodes simulated in this process (others are reached
     /// at their InternalIP).
     pub kubelet_routes: crate::KubeletRoutes,
+    /// Encryption at rest (`--encryption-provider-config`); None stores every value as is.
+    pub encryption: Option<Arc<crate::encryption::Encryption>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +97,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     let local_addr = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let registry = Arc::new(Registry::with_ranges(
-        config.store,
-        config.service_ranges.clone(),
-    ));
+    let store: Arc<dyn Store> = match &config.encryption {
+        Some(encryption) => Arc::new(crate::encryption::EncryptedStore::new(
+            config.store.clone(),
+            encryption.clone(),
+        )),
+        None => config.store.clone(),
+    };
+    let registry = Arc::new(Registry::with_ranges(store, config.service_ranges.clone()));
     crate::bootstrap::ensure(
         &registry,
         config.advertise_address,
@@ -127,10 +133,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
         server_address: format!("{}:{}", config.advertise_address, local_addr.port()),
         kubelet,
     });
-    let app = axum::Router::new()
-        .merge(crate::join::router(join))
-        .fallback(dispatch)
-        .with_state(state);
+    let mut app = axum::Router::new().merge(crate::join::router(join));
+    if let Some(encryption) = &config.encryption {
+        let rotator = crate::encryption::rotation::Rotator::new(
+            config.store.clone(),
+            encryption.clone(),
+        );
+        app = app.merge(crate::encryption::router(Arc::new(rotator)));
+    }
+    let app = app.fallback(dispatch).with_state(state);
     let task = tokio::spawn(accept_loop(listener, acceptor, app));
     let advertised = SocketAddr::new(config.advertise_address, local_addr.port());
     let endpoints = tokio::spawn(crate::bootstrap::run_endpoint_reconciler(

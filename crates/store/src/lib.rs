@@ -99,6 +99,10 @@ pub enum Error {
     WatcherTooSlow { buffer: usize },
     #[error("store is closed")]
     Closed,
+    /// A value transformer layered over a store (the API server's encryption at rest) could
+    /// not read or write the value of `key`.
+    #[error("cannot transform the value of {key}: {message}")]
+    Transform { key: String, message: String },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -157,4 +161,9 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::compacted_revision`]; a stream whose replay is overtaken by compaction yields
     /// `Compacted` and ends.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// Drop the history up to `revision` (clamped to the current revision) now, whatever the
+    /// history window: superseded values and deletions at or below it are gone, watches
+    /// starting before it answer `Compacted`. Returns the compacted revision.
+    async fn compact(&self, revision: Revision) -> Result<Revision>;
 }

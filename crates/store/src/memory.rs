@@ -147,4 +147,8 @@ impl Store for MemoryStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         self.core.watch(prefix, after)
     }
+
+    async fn compact(&self, revision: Revision) -> Result<Revision> {
+        MemoryStore::compact(self, revision).await
+    }
 }

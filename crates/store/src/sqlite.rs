@@ -300,6 +300,10 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         self.core.watch(prefix, after)
     }
+
+    async fn compact(&self, revision: Revision) -> Result<Revision> {
+        SqliteStore::compact(self, revision).await
+    }
 }
 
 /// The current keys, the current revision and the compacted revision, from one snapshot.
