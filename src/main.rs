@@ -14,6 +14,7 @@ mod node;
 mod node_image;
 mod node_init;
 mod progress;
+mod secrets;
 mod server;
 mod status;
 mod stop;
@@ -74,6 +75,8 @@ enum Command {
     Addons(addons::AddonsArgs),
     /// Run the cluster DNS server (the `coredns` addon's pods run it).
     Dns(dns::DnsArgs),
+    /// Encryption at rest of Secrets: status, key rotation, re-encryption.
+    Secrets(secrets::SecretsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,7 +94,8 @@ fn main() -> std::process::ExitCode {
         | Command::Start(_)
         | Command::Export(_)
         | Command::Kubeconfig(_)
-        | Command::Addons(_) => "warn,kube_client=off",
+        | Command::Addons(_)
+        | Command::Secrets(_) => "warn,kube_client=off",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -134,6 +138,7 @@ fn main() -> std::process::ExitCode {
             Command::Kubeconfig(args) => kubeconfig::run(args).await,
             Command::Addons(args) => addons::run(args).await,
             Command::Dns(args) => dns::run(args).await,
+            Command::Secrets(args) => secrets::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });

@@ -149,7 +149,12 @@ fn secrets_are_stored_in_upstream_envelopes_and_the_file_reloads() {
     assert!(raw(&server, "/registry/core/configmaps/default/plain").starts_with(b"{"));
     server.ok(
         &k,
-        &["create", "deployment", "web", "--image=kubelab.local/none:1"],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=kubelab.local/none:1",
+        ],
     );
     assert!(raw(&server, "/registry/apps/deployments/default/web")
         .starts_with(b"k8s:enc:aesgcm:v1:g1:"));
@@ -160,7 +165,13 @@ fn secrets_are_stored_in_upstream_envelopes_and_the_file_reloads() {
     assert_eq!(
         server.ok(
             &k,
-            &["get", "deployment", "web", "-o", "jsonpath={.metadata.name}"]
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.metadata.name}"
+            ]
         ),
         "web"
     );
@@ -179,12 +190,10 @@ fn secrets_are_stored_in_upstream_envelopes_and_the_file_reloads() {
     assert_eq!(read_secret(&server, &k, &probe), "x");
     assert_eq!(read_secret(&server, &k, "first"), plaintext);
     // Updating the old Secret rewrites it with the write key.
-    server.ok(
-        &k,
-        &["label", "secret", "first", "touched=yes"],
+    server.ok(&k, &["label", "secret", "first", "touched=yes"]);
+    assert!(
+        raw(&server, &secret_key("default", "first")).starts_with(b"k8s:enc:secretbox:v1:key2:")
     );
-    assert!(raw(&server, &secret_key("default", "first"))
-        .starts_with(b"k8s:enc:secretbox:v1:key2:"));
 
     // A broken file is refused; the last good configuration stays in force.
     file.set("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers: [{aescbc: {keys: [{name: k, secret: dG9vc2hvcnQ=}]}}]\n");
@@ -238,7 +247,9 @@ fn an_invalid_file_stops_the_server_at_start() {
     let missing = run(&dir.path().join("missing.yaml"));
     assert!(!missing.success());
     assert!(
-        missing.stderr.contains("cannot read the encryption configuration"),
+        missing
+            .stderr
+            .contains("cannot read the encryption configuration"),
         "{}",
         missing.stderr
     );
@@ -251,8 +262,289 @@ fn an_invalid_file_stops_the_server_at_start() {
     let out = run(&bad);
     assert!(!out.success());
     assert!(
-        out.stderr.contains("more than one provider specified in a single element"),
+        out.stderr
+            .contains("more than one provider specified in a single element"),
         "{}",
         out.stderr
+    );
+}
+
+const SECRETS: usize = 60;
+
+/// k3s's file shape: one entry for Secrets, the write provider first.
+fn k3s_config(providers: &str) -> String {
+    config(&format!(
+        "  - resources: [secrets]\n    providers:\n{providers}"
+    ))
+}
+
+fn aescbc(keys: &[(&str, &str)]) -> String {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|(name, secret)| format!("{{name: '{name}', secret: '{secret}'}}"))
+        .collect();
+    format!("      - aescbc: {{keys: [{}]}}\n", keys.join(", "))
+}
+
+const IDENTITY: &str = "      - identity: {}\n";
+
+fn secrets_cli(server: &TestServer, args: &[&str]) -> common::Output {
+    let mut cmd = std::process::Command::new(common::kubelab_bin());
+    cmd.arg("secrets")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig_path());
+    common::run_with_deadline(cmd, None, Duration::from_secs(120))
+}
+
+fn secrets_ok(server: &TestServer, args: &[&str]) -> String {
+    let out = secrets_cli(server, args);
+    assert!(
+        out.success(),
+        "kubelab secrets {args:?}: {}\n{}\nserver:\n{}",
+        out.stdout,
+        out.stderr,
+        server.stderr_tail(30)
+    );
+    out.stdout
+}
+
+/// Every stored row (history included) of every Secret.
+fn secret_rows(server: &TestServer) -> Vec<(String, Vec<u8>)> {
+    let conn = db(server);
+    let mut stmt = conn
+        .prepare("SELECT key, value FROM log WHERE key LIKE '/registry/core/secrets/%' ORDER BY revision")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
+
+/// Every Secret of the test, read through the API: name → decoded password.
+fn read_all(server: &TestServer, k: &Kubectl) -> Result<Vec<(String, String)>, String> {
+    let out = server.kubectl(k, &["get", "secrets", "-n", "rot", "-o", "json"]);
+    if !out.success() {
+        return Err(out.stderr);
+    }
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+    let mut all = Vec::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let name = item["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        let value = item["data"]["password"].as_str().unwrap_or("");
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .map_err(|e| e.to_string())?;
+        all.push((name, String::from_utf8_lossy(&value).into_owned()));
+    }
+    all.sort();
+    Ok(all)
+}
+
+fn expected_secrets() -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = (0..SECRETS)
+        .map(|i| (format!("s{i:03}"), format!("value-{i}")))
+        .collect();
+    all.push(("before".into(), "made-before-encryption".into()));
+    all.sort();
+    all
+}
+
+fn write_key_of(file: &ConfigFile) -> String {
+    let text = std::fs::read_to_string(&file.path).unwrap();
+    let config: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    config["resources"][0]["providers"][0]["aescbc"]["keys"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn key_count(file: &ConfigFile) -> usize {
+    let text = std::fs::read_to_string(&file.path).unwrap();
+    let config: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    config["resources"][0]["providers"][0]["aescbc"]["keys"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// Acceptance 5 (a Secret made before encryption is re-encrypted) and 6: `kubelab secrets
+/// rotate` keeps every Secret readable, leaves no row under the old key, the file without the
+/// old key still reads everything; a kill -9 in the middle, then a rerun, ends the same way.
+#[test]
+fn rotation_reencrypts_everything_and_survives_kill_9() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let key1 = new_key();
+    // Encryption off (identity writes), the key already there to read: k3s's "disabled" shape.
+    let file = ConfigFile::new(&k3s_config(&format!(
+        "{IDENTITY}{}",
+        aescbc(&[("aescbckey", &key1)])
+    )));
+    let server = TestServer::start_args(&["--encryption-provider-config", &file.arg()]);
+    let k = Kubectl::new("1.32");
+    server.create_namespace("rot");
+    server.ok(
+        &k,
+        &[
+            "-n",
+            "rot",
+            "create",
+            "secret",
+            "generic",
+            "before",
+            "--from-literal=password=made-before-encryption",
+        ],
+    );
+    let before_key = secret_key("rot", "before");
+    assert!(raw(&server, &before_key).starts_with(b"{"));
+    let status = secrets_ok(&server, &["status"]);
+    assert!(status.contains("Encryption Status: Disabled"), "{status}");
+
+    // Enable: aescbc first; re-encrypt the Secret made before.
+    file.set(&k3s_config(&format!(
+        "{}{IDENTITY}",
+        aescbc(&[("aescbckey", &key1)])
+    )));
+    let out = secrets_ok(&server, &["reencrypt"]);
+    assert!(out.contains("re-encrypted: 1"), "{out}");
+    let row = raw(&server, &before_key);
+    assert!(row.starts_with(b"k8s:enc:aescbc:v1:aescbckey:"));
+    assert!(!contains(&row, b"made-before-encryption"));
+    assert!(!contains(&row, b64(b"made-before-encryption").as_bytes()));
+
+    server.block_on(async {
+        use k8s_openapi::api::core::v1::Secret;
+        let api: kube::Api<Secret> = kube::Api::namespaced(server.client().await, "rot");
+        for i in 0..SECRETS {
+            let secret: Secret = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("s{i:03}")},
+                "stringData": {"password": format!("value-{i}")},
+            }))
+            .unwrap();
+            api.create(&Default::default(), &secret).await.unwrap();
+        }
+    });
+    assert_eq!(read_all(&server, &k).unwrap(), expected_secrets());
+
+    // Readers all along the rotation: every Secret, every time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let kubeconfig = server.kubeconfig_path();
+        let k = k.clone();
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let mut cmd = std::process::Command::new(&k.path);
+                cmd.arg("--kubeconfig").arg(&kubeconfig).args([
+                    "get",
+                    "secrets",
+                    "-n",
+                    "rot",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name}={.data.password}{\"\\n\"}{end}",
+                ]);
+                let out = common::run_with_deadline(cmd, None, Duration::from_secs(60));
+                assert!(
+                    out.success(),
+                    "a read failed during the rotation: {}",
+                    out.stderr
+                );
+                assert_eq!(out.stdout.lines().count(), SECRETS + 1, "{}", out.stdout);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let out = secrets_ok(&server, &["rotate", "--rate", "40"]);
+    stop.store(true, Ordering::SeqCst);
+    let reads = reader
+        .join()
+        .expect("every read during the rotation succeeded");
+    assert!(reads >= 1);
+    let new_key = write_key_of(&file);
+    assert!(out.contains(&format!("new write key: {new_key}")), "{out}");
+    assert!(new_key.starts_with("aescbckey-"), "{new_key}");
+    assert_eq!(key_count(&file), 1, "the old key is dropped from the file");
+    let prefix = format!("k8s:enc:aescbc:v1:{new_key}:");
+    for (key, value) in secret_rows(&server) {
+        assert!(
+            value.starts_with(prefix.as_bytes()),
+            "{key} still has a row not under the new key: {}",
+            String::from_utf8_lossy(&value[..value.len().min(40)])
+        );
+    }
+    let status = secrets_ok(&server, &["status"]);
+    assert!(
+        status.contains("Current Rotation Stage: reencrypt_finished"),
+        "{status}"
+    );
+    assert!(status.contains(&new_key), "{status}");
+    // The file without the old key reads everything, also after a restart.
+    server.restart();
+    assert_eq!(read_all(&server, &k).unwrap(), expected_secrets());
+
+    // Interrupted: kill -9 the server in the middle of the re-encryption, then rerun.
+    let mut rotate = std::process::Command::new(common::kubelab_bin())
+        .args(["secrets", "rotate", "--rate", "10", "--kubeconfig"])
+        .arg(server.kubeconfig_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let third_key = common::eventually(
+        "the re-encryption under way",
+        Duration::from_secs(60),
+        || {
+            let rows = secret_rows(&server);
+            let current: Vec<&Vec<u8>> = {
+                let mut latest = std::collections::BTreeMap::new();
+                for (key, value) in &rows {
+                    latest.insert(key.clone(), value);
+                }
+                latest.into_values().collect()
+            };
+            let old = current
+                .iter()
+                .filter(|v| v.starts_with(prefix.as_bytes()))
+                .count();
+            (old > 0 && old < current.len() - 5 && key_count(&file) == 2)
+                .then(|| write_key_of(&file))
+        },
+    );
+    server.kill9();
+    let _ = rotate.wait();
+    assert_ne!(third_key, new_key);
+    assert_eq!(
+        key_count(&file),
+        2,
+        "interrupted with both keys in the file"
+    );
+    server.restart();
+    assert_eq!(read_all(&server, &k).unwrap(), expected_secrets());
+    let status = secrets_ok(&server, &["status"]);
+    assert!(
+        status.contains("Current Rotation Stage: reencrypt_pending"),
+        "{status}"
+    );
+    let out = secrets_ok(&server, &["rotate"]);
+    assert!(out.contains("finished an interrupted rotation"), "{out}");
+    assert_eq!(write_key_of(&file), third_key);
+    assert_eq!(key_count(&file), 1);
+    let prefix = format!("k8s:enc:aescbc:v1:{third_key}:");
+    for (key, value) in secret_rows(&server) {
+        assert!(
+            value.starts_with(prefix.as_bytes()),
+            "{key} not under {third_key}"
+        );
+    }
+    assert_eq!(read_all(&server, &k).unwrap(), expected_secrets());
+    let status = secrets_ok(&server, &["status"]);
+    assert!(
+        status.contains("Current Rotation Stage: reencrypt_finished"),
+        "{status}"
     );
 }

@@ -135,10 +135,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     });
     let mut app = axum::Router::new().merge(crate::join::router(join));
     if let Some(encryption) = &config.encryption {
-        let rotator = crate::encryption::rotation::Rotator::new(
-            config.store.clone(),
-            encryption.clone(),
-        );
+        let rotator =
+            crate::encryption::rotation::Rotator::new(config.store.clone(), encryption.clone());
         app = app.merge(crate::encryption::router(Arc::new(rotator)));
     }
     let app = app.fallback(dispatch).with_state(state);

@@ -86,8 +86,7 @@ impl ProviderConfiguration {
                 aesgcm: Some(k), ..
             } => Some((ProviderKind::AesGcm, &k.keys)),
             ProviderConfiguration {
-                secretbox: Some(k),
-                ..
+                secretbox: Some(k), ..
             } => Some((ProviderKind::Secretbox, &k.keys)),
             ProviderConfiguration {
                 identity: Some(_), ..
@@ -175,7 +174,9 @@ impl ResourceMatcher {
             );
         }
         if text.contains('/') {
-            return Err("subresources cannot be encrypted (they are stored with their resource)".into());
+            return Err(
+                "subresources cannot be encrypted (they are stored with their resource)".into(),
+            );
         }
         if text != text.to_lowercase() {
             return Err("resource names are lowercase plurals (e.g. secrets)".into());
@@ -460,12 +461,23 @@ resources:
         let e = errors_of(&format!(
             "  - resources: [secrets]\n    providers: [{{identity: {{}}, aescbc: {{keys: [{{name: k, secret: {KEY32}}}]}}}}]\n"
         ));
-        assert!(e.contains("more than one provider specified in a single element"), "{e}");
+        assert!(
+            e.contains("more than one provider specified in a single element"),
+            "{e}"
+        );
         let e = errors_of(&format!(
             "  - resources: [secrets]\n    providers: [{{aescbc: {{keys: [{{name: '', secret: {KEY32}}}, {{name: b, secret: '!!'}}, {{name: c, secret: YWJj}}]}}}}]\n"
         ));
-        assert!(e.contains("providers[0].aescbc.keys[0].name: Required value"), "{e}");
-        assert!(e.contains("keys[1].secret: Invalid value: \"REDACTED\": secrets must be base64 encoded"), "{e}");
+        assert!(
+            e.contains("providers[0].aescbc.keys[0].name: Required value"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "keys[1].secret: Invalid value: \"REDACTED\": secrets must be base64 encoded"
+            ),
+            "{e}"
+        );
         assert!(
             e.contains("keys[2].secret: Invalid value: \"REDACTED\": secret is not of the expected length, got 3, expected one of [16 24 32]"),
             "{e}"
@@ -483,7 +495,10 @@ resources:
         assert!(e.contains("kubelab has no KMS plugins"), "{e}");
         assert!(compile_text("apiVersion: v1\nkind: Secret\nresources: []\n").is_err());
         // Unknown fields are errors, not silently ignored keys.
-        assert!(parse("apiVersion: a\nkind: b\nresources:\n  - resources: [secrets]\n    provider: []\n").is_err());
+        assert!(parse(
+            "apiVersion: a\nkind: b\nresources:\n  - resources: [secrets]\n    provider: []\n"
+        )
+        .is_err());
     }
 
     #[test]
@@ -496,7 +511,10 @@ resources:
         let e = errors_of(&format!(
             "  - resources: ['*.*']\n{identity}  - resources: [events]\n{identity}"
         ));
-        assert!(e.contains("resource \"events\" is masked by earlier rule \"*.*\""), "{e}");
+        assert!(
+            e.contains("resource \"events\" is masked by earlier rule \"*.*\""),
+            "{e}"
+        );
         let e = errors_of(&format!(
             "  - resources: ['*.apps']\n{identity}  - resources: [deployments.apps]\n{identity}"
         ));

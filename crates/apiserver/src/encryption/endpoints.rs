@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use http::StatusCode;
 
 use super::rotation::{RotationError, Rotator};
 use crate::error::ApiError;
@@ -39,7 +38,11 @@ fn authorize(auth: Option<Extension<Authenticated>>) -> Result<(), ApiError> {
     let Some(Extension(Authenticated(Some(identity)))) = auth else {
         return Err(ApiError::Unauthorized);
     };
-    if identity.groups.iter().any(|g| ADMIN_GROUPS.contains(&g.as_str())) {
+    if identity
+        .groups
+        .iter()
+        .any(|g| ADMIN_GROUPS.contains(&g.as_str()))
+    {
         return Ok(());
     }
     Err(ApiError::Forbidden {
@@ -51,12 +54,12 @@ fn authorize(auth: Option<Extension<Authenticated>>) -> Result<(), ApiError> {
     })
 }
 
+/// A `Status` object, as every other failure of the server.
 fn failure(e: RotationError) -> Response {
-    let code = match e {
-        RotationError::NotEnabled(_) => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (code, axum::Json(serde_json::json!({"error": e.to_string()}))).into_response()
+    match e {
+        RotationError::NotEnabled(message) => ApiError::bad_request(message).into_response(),
+        other => ApiError::internal(other).into_response(),
+    }
 }
 
 async fn status(

@@ -98,7 +98,10 @@ fn key_names(config: &EncryptionConfiguration, entry: usize) -> Vec<String> {
         .providers
         .iter()
         .filter_map(|p| p.kind_and_keys())
-        .flat_map(|(kind, keys)| keys.iter().map(move |k| format!("{}:{}", kind.name(), k.name)))
+        .flat_map(|(kind, keys)| {
+            keys.iter()
+                .map(move |k| format!("{}:{}", kind.name(), k.name))
+        })
         .collect()
 }
 
@@ -121,8 +124,8 @@ pub fn write_config_file(
         path: path.to_owned(),
         source,
     };
-    let mut text = serde_json::to_string_pretty(config)
-        .map_err(|e| failed(std::io::Error::other(e)))?;
+    let mut text =
+        serde_json::to_string_pretty(config).map_err(|e| failed(std::io::Error::other(e)))?;
     text.push('\n');
     let tmp = path.with_extension("kubelab-tmp");
     let mut file = std::fs::OpenOptions::new()
@@ -283,7 +286,11 @@ impl Rotator {
             write_config_file(self.encryption.path(), &config)?;
             self.encryption.reload()?;
         }
-        tracing::info!(reencrypted, ?dropped_keys, "encryption key rotation finished");
+        tracing::info!(
+            reencrypted,
+            ?dropped_keys,
+            "encryption key rotation finished"
+        );
         Ok(Report {
             new_key,
             resumed,
@@ -300,7 +307,9 @@ impl Rotator {
         let _ = self.encryption.reload();
         let config = self.encryption.current().config.clone();
         let entry = secrets_entry(&config).ok_or_else(|| {
-            RotationError::NotEnabled("no entry of the encryption configuration names secrets".into())
+            RotationError::NotEnabled(
+                "no entry of the encryption configuration names secrets".into(),
+            )
         })?;
         let reencrypted = self.reencrypt_entry(entry, rate).await?;
         let compacted_revision = self.store.compact(self.store.current_revision()).await?;
@@ -365,12 +374,12 @@ impl Rotator {
             if transformers.written_by_writer(&kv.value) {
                 return Ok(false);
             }
-            let plain = transformers
-                .from_storage(&kv.value, key)
-                .map_err(|e| kubelab_store::Error::Transform {
+            let plain = transformers.from_storage(&kv.value, key).map_err(|e| {
+                kubelab_store::Error::Transform {
                     key: key.to_owned(),
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             let sealed = transformers
                 .to_storage(&plain.plaintext, key)
                 .map_err(|e| kubelab_store::Error::Transform {

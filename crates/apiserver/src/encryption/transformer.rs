@@ -332,7 +332,11 @@ impl Transformers {
     }
 
     /// The stored bytes of `plaintext` at `storage_key`.
-    pub fn to_storage(&self, plaintext: &[u8], storage_key: &str) -> Result<Vec<u8>, TransformError> {
+    pub fn to_storage(
+        &self,
+        plaintext: &[u8],
+        storage_key: &str,
+    ) -> Result<Vec<u8>, TransformError> {
         self.writer().seal(plaintext, storage_key)
     }
 
@@ -526,7 +530,10 @@ mod tests {
         expected.extend_from_slice(&boxed);
         assert_eq!(t.seal_with_nonce(&message, "k", &nonce).unwrap(), expected);
         let list = Transformers::new(vec![t]).unwrap();
-        assert_eq!(list.from_storage(&expected, "k").unwrap().plaintext, message);
+        assert_eq!(
+            list.from_storage(&expected, "k").unwrap().plaintext,
+            message
+        );
         let mut tampered = expected.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(list.from_storage(&tampered, "k").is_err());
@@ -598,12 +605,18 @@ mod tests {
             identity.from_storage(b"k8s:enc:aescbc:v1:key1:xxxx", "k"),
             Err(TransformError::NoMatch)
         );
-        let cbc = Transformers::new(vec![
-            PrefixTransformer::keyed(ProviderKind::AesCbc, "key1", &[1; 32]).unwrap(),
-        ])
+        let cbc = Transformers::new(vec![PrefixTransformer::keyed(
+            ProviderKind::AesCbc,
+            "key1",
+            &[1; 32],
+        )
+        .unwrap()])
         .unwrap();
         assert_eq!(
-            cbc.from_storage(b"k8s:enc:aescbc:v1:key2:0123456789abcdef0123456789abcdef", "k"),
+            cbc.from_storage(
+                b"k8s:enc:aescbc:v1:key2:0123456789abcdef0123456789abcdef",
+                "k"
+            ),
             Err(TransformError::NoMatch)
         );
     }
@@ -611,7 +624,10 @@ mod tests {
     #[test]
     fn envelopes_are_named_for_reports() {
         assert_eq!(envelope_of(b"{}"), "identity");
-        assert_eq!(envelope_of(b"k8s:enc:aescbc:v1:key1:\x00\x01"), "aescbc:key1");
+        assert_eq!(
+            envelope_of(b"k8s:enc:aescbc:v1:key1:\x00\x01"),
+            "aescbc:key1"
+        );
         assert_eq!(envelope_of(b"k8s:enc:kms:v2"), "unknown");
     }
 }
