@@ -612,8 +612,7 @@ fn concurrent_creating_applies_all_succeed() {
     let server = TestServer::start();
     let failures = server.block_on(async {
         let client = server.client().await;
-        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
-            Api::namespaced(client, "default");
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
         let mut failures = Vec::new();
         for round in 0..10 {
             let name = format!("raced-{round}");
