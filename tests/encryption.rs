@@ -189,6 +189,62 @@ fn secrets_are_stored_in_upstream_envelopes_and_the_file_reloads() {
     });
     assert_eq!(read_secret(&server, &k, &probe), "x");
     assert_eq!(read_secret(&server, &k, "first"), plaintext);
+    // An unchanged object is not rewritten, unless stale: `kubectl replace` re-encrypts it
+    // (upstream's documented way), a replace of a current value writes nothing.
+    create_secret(&server, &k, "replaced", "r");
+    let first_json = server.ok(&k, &["get", "secret", "first", "-o", "json"]);
+    let old_rv = server.ok(
+        &k,
+        &[
+            "get",
+            "secret",
+            "first",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    server.ok_stdin(&k, &["replace", "-f", "-"], &first_json);
+    let new_rv = server.ok(
+        &k,
+        &[
+            "get",
+            "secret",
+            "first",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    assert_ne!(old_rv, new_rv, "a stale value is rewritten");
+    assert!(
+        raw(&server, &secret_key("default", "first")).starts_with(b"k8s:enc:secretbox:v1:key2:")
+    );
+    assert_eq!(read_secret(&server, &k, "first"), plaintext);
+    let current = server.ok(&k, &["get", "secret", "replaced", "-o", "json"]);
+    let rv = server.ok(
+        &k,
+        &[
+            "get",
+            "secret",
+            "replaced",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    server.ok_stdin(&k, &["replace", "-f", "-"], &current);
+    assert_eq!(
+        server.ok(
+            &k,
+            &[
+                "get",
+                "secret",
+                "replaced",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}"
+            ]
+        ),
+        rv,
+        "an unchanged current value is not written"
+    );
     // Updating the old Secret rewrites it with the write key.
     server.ok(&k, &["label", "secret", "first", "touched=yes"]);
     assert!(

@@ -487,7 +487,19 @@ impl Registry {
             }
             let key = object::object_key(rt, ns, name);
             let (outcome, removed) = match write {
-                Write::Unchanged(v) => return Ok(v),
+                // Unchanged objects are not written, unless the stored value is stale (not
+                // under the encryption write key): upstream rewrites those, which is how
+                // `kubectl replace` re-encrypts.
+                Write::Unchanged(v) if !self.store.is_stale(&key, kv.mod_revision).await => {
+                    return Ok(v)
+                }
+                Write::Unchanged(v) => (
+                    self.store
+                        .update(&key, object::to_stored(&v)?, Some(kv.mod_revision))
+                        .await
+                        .map(Some),
+                    None,
+                ),
                 Write::Update(v) => (
                     self.store
                         .update(&key, object::to_stored(&v)?, Some(kv.mod_revision))

@@ -166,4 +166,11 @@ pub trait Store: Send + Sync + 'static {
     /// history window: superseded values and deletions at or below it are gone, watches
     /// starting before it answer `Compacted`. Returns the compacted revision.
     async fn compact(&self, revision: Revision) -> Result<Revision>;
+
+    /// Whether the value of `key` at `revision` should be rewritten even though it did not
+    /// change (a layer transforming values wrote it with a key that is no longer the write
+    /// key). Plain stores: never.
+    async fn is_stale(&self, _key: &str, _revision: Revision) -> bool {
+        false
+    }
 }

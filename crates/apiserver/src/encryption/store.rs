@@ -145,6 +145,18 @@ impl Store for EncryptedStore {
     async fn compact(&self, revision: Revision) -> Result<Revision> {
         self.inner.compact(revision).await
     }
+
+    async fn is_stale(&self, key: &str, revision: Revision) -> bool {
+        let Some(transformers) = self.encryption.transformers_for(key) else {
+            return false;
+        };
+        match self.inner.get(key).await {
+            Ok(Some(kv)) if kv.mod_revision == revision => {
+                !transformers.written_by_writer(&kv.value)
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
