@@ -7,6 +7,8 @@
 //! `Cluster` guard removes its cluster even when the test panics.
 
 mod common;
+#[path = "common/docker.rs"]
+mod docker_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
+use docker_support::{build_test_image, docker, engine_with_node_image, kubelab};
 
 /// Upper bound for one `kubelab up` (image build excluded: done once, first).
 const UP_DEADLINE: Duration = Duration::from_secs(400);
@@ -23,38 +26,14 @@ fn k() -> Kubectl {
     Kubectl::new("1.32")
 }
 
-fn kubelab(kubeconfig: &Path, args: &[&str], deadline: Duration) -> Output {
-    let mut cmd = Command::new(kubelab_bin());
-    cmd.args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("RUST_LOG");
-    run_with_deadline(cmd, None, deadline)
-}
-
-fn docker(args: &[&str]) -> Output {
-    let mut cmd = Command::new("docker");
-    cmd.args(args);
-    run_with_deadline(cmd, None, Duration::from_secs(60))
-}
-
 /// Panics, saying how to start one, unless a Docker engine answers; then makes sure the node
 /// image matches this binary (built once per test run, before any cluster).
 fn require_docker() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
         let scratch = std::env::temp_dir().join("kubelab-cluster-tests.kubeconfig");
-        let out = kubelab(&scratch, &["list"], Duration::from_secs(30));
-        if !out.success() {
-            return Err(format!(
-                "these tests need a Docker engine: {}\n(CI: .ci/run installs docker.io and starts dockerd)",
-                out.stderr.trim()
-            ));
-        }
-        let out = kubelab(&scratch, &["node-image", "build"], Duration::from_secs(900));
-        if !out.success() {
-            return Err(format!("kubelab node-image build failed:\n{}{}", out.stdout, out.stderr));
-        }
-        eprintln!("{}", out.stdout.trim());
+        let built = engine_with_node_image(&scratch, None)?;
+        eprintln!("{}", built.trim());
         Ok(())
     });
     if let Err(message) = ready {
@@ -355,35 +334,6 @@ fn two_concurrent_ups_share_one_kubeconfig() {
     assert!(config.contains("kubelab-kl-par-a"), "{config}");
 }
 
-/// A busybox image FROM scratch (the host's busybox-static), loaded into the host's Docker.
-fn build_test_image(name: &str) {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .expect("busybox-static is installed (apt-get install busybox-static)");
-    let list = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
-    let applets: Vec<&str> = applets.split_whitespace().collect();
-    let archive = kubelab_cluster::oci::docker_archive(
-        name,
-        &kubelab_cluster::oci::busybox_entries(busybox, &applets),
-        &kubelab_cluster::oci::ImageConfig {
-            cmd: vec!["sh".into()],
-            ..Default::default()
-        },
-    )
-    .expect("image archive");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("image.tar");
-    std::fs::write(&path, archive).unwrap();
-    let out = docker(&["load", "-i", path.to_str().unwrap()]);
-    assert!(out.success(), "docker load: {}", out.stderr);
-}
-
 /// (node, pod) of the Running pods with label app=APP.
 fn running_pods(cluster: &Cluster, app: &str) -> Vec<(String, String)> {
     let out = cluster.kubectl(&[
@@ -435,7 +385,7 @@ fn pods_answer(cluster: &Cluster, app: &str, count: usize) -> bool {
 #[test]
 fn lab_of_three_nodes() {
     let image = "kubelab-test/busybox:1";
-    build_test_image(image);
+    build_test_image(image).unwrap_or_else(|e| panic!("{e}"));
     let lab = Cluster::up("kl-lab", &["--nodes", "3"]);
     let nodes = eventually("3 nodes Ready", WAIT, || {
         ready_nodes(&lab).filter(|n| n.len() == 3)
@@ -633,7 +583,7 @@ spec:
 #[test]
 fn addons_and_profiles() {
     let image = "kubelab-test/busybox:1";
-    build_test_image(image);
+    build_test_image(image).unwrap_or_else(|e| panic!("{e}"));
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/ci.yaml");
     let cluster = Cluster::up("kl-addons", &["--profile", profile.to_str().unwrap()]);
     // ci.yaml merges without switching the current context.

@@ -4,6 +4,8 @@
 //! (port 53, named by a resolv.conf as the node's would) answers names outside the cluster.
 
 mod common;
+#[path = "common/docker.rs"]
+mod docker_support;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -522,23 +524,16 @@ spec:
 // node image to use (built from this binary).
 
 mod cluster {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::process::Command;
     use std::sync::OnceLock;
     use std::time::Duration;
 
-    use super::common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
+    use super::common::{eventually, run_with_deadline, Kubectl, Output};
+    use super::docker_support::{build_test_image, engine_with_node_image, kubelab};
 
     pub const IMAGE: &str = "kubelab-test/busybox:1";
     pub const WAIT: Duration = Duration::from_secs(180);
-
-    fn kubelab(kubeconfig: &Path, args: &[&str], deadline: Duration) -> Output {
-        let mut cmd = Command::new(kubelab_bin());
-        cmd.args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env_remove("RUST_LOG");
-        run_with_deadline(cmd, None, deadline)
-    }
 
     fn node_image() -> Option<String> {
         std::env::var("KUBELAB_NODE_IMAGE").ok()
@@ -550,61 +545,11 @@ mod cluster {
         static READY: OnceLock<Result<(), String>> = OnceLock::new();
         let ready = READY.get_or_init(|| {
             let scratch = std::env::temp_dir().join("kubelab-dns-tests.kubeconfig");
-            let out = kubelab(&scratch, &["list"], Duration::from_secs(30));
-            if !out.success() {
-                return Err(format!(
-                    "these tests need a Docker engine: {}\n(CI: .ci/run installs docker.io and starts dockerd)",
-                    out.stderr.trim()
-                ));
-            }
-            let mut args = vec!["node-image".to_owned(), "build".to_owned()];
-            if let Some(image) = node_image() {
-                args.extend(["--image".to_owned(), image]);
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = kubelab(&scratch, &args, Duration::from_secs(900));
-            if !out.success() {
-                return Err(format!("kubelab node-image build failed:\n{}{}", out.stdout, out.stderr));
-            }
+            engine_with_node_image(&scratch, node_image().as_deref())?;
             build_test_image(IMAGE)
         });
         if let Err(message) = ready {
             panic!("{message}");
-        }
-    }
-
-    /// A busybox image FROM scratch (the host's busybox-static), loaded into the host's Docker.
-    fn build_test_image(name: &str) -> Result<(), String> {
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| p.is_file())
-            .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
-        let list = Command::new(busybox)
-            .arg("--list")
-            .output()
-            .map_err(|e| format!("busybox --list: {e}"))?;
-        let applets = String::from_utf8_lossy(&list.stdout).into_owned();
-        let applets: Vec<&str> = applets.split_whitespace().collect();
-        let archive = kubelab_cluster::oci::docker_archive(
-            name,
-            &kubelab_cluster::oci::busybox_entries(busybox, &applets),
-            &kubelab_cluster::oci::ImageConfig {
-                cmd: vec!["sh".into()],
-                ..Default::default()
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().join("image.tar");
-        std::fs::write(&path, archive).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("docker");
-        cmd.args(["load", "-i"]).arg(&path);
-        let out = run_with_deadline(cmd, None, Duration::from_secs(60));
-        if out.success() {
-            Ok(())
-        } else {
-            Err(format!("docker load: {}", out.stderr))
         }
     }
 

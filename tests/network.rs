@@ -9,32 +9,21 @@
 //! `-T`; a request that could hang is run under busybox `timeout`.
 
 mod common;
+#[path = "common/docker.rs"]
+mod docker_support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{eventually, kubelab_bin, run_with_deadline, Kubectl, Output};
+use common::{eventually, run_with_deadline, Kubectl, Output};
+use docker_support::{build_test_image, docker, engine_with_node_image, kubelab};
 
 const UP_DEADLINE: Duration = Duration::from_secs(400);
 const WAIT: Duration = Duration::from_secs(180);
 const IMAGE: &str = "kubelab-test/busybox:1";
-
-fn kubelab(kubeconfig: &Path, args: &[&str], deadline: Duration) -> Output {
-    let mut cmd = Command::new(kubelab_bin());
-    cmd.args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("RUST_LOG");
-    run_with_deadline(cmd, None, deadline)
-}
-
-fn docker(args: &[&str]) -> Output {
-    let mut cmd = Command::new("docker");
-    cmd.args(args);
-    run_with_deadline(cmd, None, Duration::from_secs(60))
-}
 
 /// Panics, saying how to start one, unless a Docker engine answers; builds the node image
 /// of this binary and the busybox test image once.
@@ -42,52 +31,12 @@ fn require_docker() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
         let scratch = std::env::temp_dir().join("kubelab-network-tests.kubeconfig");
-        let out = kubelab(&scratch, &["list"], Duration::from_secs(30));
-        if !out.success() {
-            return Err(format!(
-                "these tests need a Docker engine: {}\n(CI: .ci/run installs docker.io and starts dockerd)",
-                out.stderr.trim()
-            ));
-        }
-        let out = kubelab(&scratch, &["node-image", "build"], Duration::from_secs(900));
-        if !out.success() {
-            return Err(format!("kubelab node-image build failed:\n{}{}", out.stdout, out.stderr));
-        }
-        build_test_image(IMAGE);
-        Ok(())
+        engine_with_node_image(&scratch, None)?;
+        build_test_image(IMAGE).map_err(|e| format!("the busybox test image: {e}"))
     });
     if let Err(message) = ready {
         panic!("{message}");
     }
-}
-
-/// A busybox image FROM scratch (the host's busybox-static), loaded into the host's Docker.
-fn build_test_image(name: &str) {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .expect("busybox-static is installed (apt-get install busybox-static)");
-    let list = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    let applets = String::from_utf8_lossy(&list.stdout).into_owned();
-    let applets: Vec<&str> = applets.split_whitespace().collect();
-    let archive = kubelab_cluster::oci::docker_archive(
-        name,
-        &kubelab_cluster::oci::busybox_entries(busybox, &applets),
-        &kubelab_cluster::oci::ImageConfig {
-            cmd: vec!["sh".into()],
-            ..Default::default()
-        },
-    )
-    .expect("image archive");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("image.tar");
-    std::fs::write(&path, archive).unwrap();
-    let out = docker(&["load", "-i", path.to_str().unwrap()]);
-    assert!(out.success(), "docker load: {}", out.stderr);
 }
 
 /// A 3-node cluster with the test image loaded, removed (`kubelab down`) when dropped.
