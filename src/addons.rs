@@ -1,7 +1,7 @@
 //! `kubelab addons list|enable|disable`: the addons of a cluster (minikube's verbs).
 
 use kubelab_cluster::provider::DockerProvider;
-use kubelab_cluster::{addons, apply, cluster};
+use kubelab_cluster::{addons, cluster};
 
 #[derive(clap::Args)]
 pub struct AddonsArgs {
@@ -46,7 +46,7 @@ pub async fn run(args: AddonsArgs) -> anyhow::Result<()> {
         AddonsCommand::List { name } => {
             let (client, facts) = client_and_facts(&name).await?;
             println!(
-                "{:<12} {:<8} {:<9} DESCRIPTION",
+                "{:<18} {:<8} {:<9} DESCRIPTION",
                 "ADDON", "DEFAULT", "STATE"
             );
             for addon in addons::all() {
@@ -61,7 +61,7 @@ pub async fn run(args: AddonsArgs) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(" ");
                 println!(
-                    "{:<12} {:<8} {:<9} {description}",
+                    "{:<18} {:<8} {:<9} {description}",
                     addon.name,
                     if addon.default { "on" } else { "off" },
                     state
@@ -76,18 +76,15 @@ pub async fn run(args: AddonsArgs) -> anyhow::Result<()> {
                 all.push(addons::require(needed)?);
             }
             for a in all.iter().rev() {
-                let applied = apply::apply_all(&client, &addons::render(a, &facts)?).await?;
-                println!("enabled {} in cluster {name} ({applied} objects)", a.name);
+                let done = addons::install(&client, &a.name, &addons::render(a, &facts)?).await?;
+                println!("enabled {} in cluster {name} ({done})", a.name);
             }
         }
         AddonsCommand::Disable { addon, name } => {
             let wanted = addons::require(&addon)?;
             let (client, facts) = client_and_facts(&name).await?;
-            let deleted = apply::delete_all(&client, &addons::render(&wanted, &facts)?).await?;
-            println!(
-                "disabled {} in cluster {name} ({deleted} objects removed)",
-                wanted.name
-            );
+            let done = addons::uninstall(&client, &wanted, &facts).await?;
+            println!("disabled {} in cluster {name} ({done})", wanted.name);
         }
     }
     Ok(())

@@ -672,3 +672,128 @@ fn unreachable_engine_says_how_to_start_it() {
         lines[0]
     );
 }
+
+/// The latest stored value of each Secret of the cluster's single server, read from a copy of
+/// its SQLite files (taken with `docker cp`; a copy caught mid-write is taken again).
+fn stored_secrets(node: &str) -> Vec<(String, Vec<u8>)> {
+    eventually("a readable copy of the server's database", WAIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["state.db", "state.db-wal"] {
+            let from = format!("{node}:/var/lib/kubelab/server/{file}");
+            let out = docker(&["cp", &from, dir.path().to_str().unwrap()]);
+            if !out.success() && file == "state.db" {
+                panic!("docker cp {from}: {}", out.stderr);
+            }
+        }
+        let conn = rusqlite::Connection::open(dir.path().join("state.db")).ok()?;
+        let mut query = conn
+            .prepare(
+                "SELECT key, value FROM log WHERE key LIKE '/registry/core/secrets/default/%' \
+                 AND revision IN (SELECT MAX(revision) FROM log GROUP BY key) AND deleted = 0",
+            )
+            .ok()?;
+        let rows = query
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .ok()?
+            .collect::<Result<Vec<(String, Vec<u8>)>, _>>()
+            .ok()?;
+        Some(rows)
+    })
+}
+
+fn has(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Issue 8, acceptance 5 end to end: the `secret-encryption` addon, on from the profile at
+/// `up`, then off and on again with `kubelab addons`: new and existing Secrets are stored under
+/// `k8s:enc:aescbc:v1:` without their plaintext, and kubectl reads them all along.
+#[test]
+fn secret_encryption_addon() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("enc.yaml");
+    std::fs::write(
+        &profile,
+        "apiVersion: kubelab.dev/v1alpha1\nkind: Cluster\nname: kl-enc\nservers: 1\nagents: 0\n\
+         addons:\n  storage: false\n  coredns: false\n  secret-encryption: true\n",
+    )
+    .unwrap();
+    let cluster = Cluster::up("kl-enc", &["--profile", profile.to_str().unwrap()]);
+    let node = "kl-enc-server-0";
+    let state = || {
+        let list = cluster.ok(&["addons", "list", "--name", "kl-enc"]);
+        list.lines()
+            .find(|l| l.starts_with("secret-encryption "))
+            .map(|l| common::columns(l)[2].to_owned())
+            .unwrap_or_else(|| panic!("{list}"))
+    };
+    let create = |name: &str, value: &str| {
+        let literal = format!("--from-literal=password={value}");
+        let out = cluster.kubectl(&["create", "secret", "generic", name, &literal]);
+        assert!(out.success(), "{}", out.stderr);
+    };
+    let read = |name: &str| {
+        let out = cluster.kubectl(&["get", "secret", name, "-o", "jsonpath={.data.password}"]);
+        assert!(out.success(), "{}", out.stderr);
+        out.stdout
+    };
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let assert_stored = |name: &str, value: &str, encrypted: bool| {
+        let rows = stored_secrets(node);
+        let key = format!("/registry/core/secrets/default/{name}");
+        let (_, raw) = rows
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("no row for {key}"));
+        assert_eq!(
+            raw.starts_with(b"k8s:enc:aescbc:v1:"),
+            encrypted,
+            "{key}: {}",
+            String::from_utf8_lossy(&raw[..raw.len().min(40)])
+        );
+        // Stored in plain, the value shows as is or in base64 (JSON); encrypted, in neither.
+        assert_eq!(
+            has(raw, value) || has(raw, &b64(value)),
+            !encrypted,
+            "{key} holds its value in clear: {encrypted}"
+        );
+    };
+
+    // On from the profile: the file has a key, only root reads it.
+    assert_eq!(state(), "enabled");
+    let out = docker(&[
+        "exec",
+        node,
+        "stat",
+        "-c",
+        "%a",
+        "/var/lib/kubelab/server/encryption-config.json",
+    ]);
+    assert_eq!(out.stdout.trim(), "600", "{}", out.stderr);
+    create("first", "first-plaintext-4711");
+    assert_stored("first", "first-plaintext-4711", true);
+    assert_eq!(read("first"), b64("first-plaintext-4711"));
+
+    // Off: every Secret is rewritten in plain, and stays readable.
+    let out = cluster.ok(&["addons", "disable", "secret-encryption", "--name", "kl-enc"]);
+    assert!(out.contains("plain"), "{out}");
+    assert_eq!(state(), "disabled");
+    assert_stored("first", "first-plaintext-4711", false);
+    create("second", "second-plaintext-4712");
+    assert_stored("second", "second-plaintext-4712", false);
+
+    // On again: the Secret made while it was off is re-encrypted.
+    let out = cluster.ok(&["addons", "enable", "secret-encryption", "--name", "kl-enc"]);
+    assert!(out.contains("secrets encrypted at rest"), "{out}");
+    assert_eq!(state(), "enabled");
+    assert_stored("first", "first-plaintext-4711", true);
+    assert_stored("second", "second-plaintext-4712", true);
+    assert_eq!(read("second"), b64("second-plaintext-4712"));
+    let status = cluster.ok(&["secrets", "status", "--name", "kl-enc"]);
+    assert!(status.contains("Encryption Status: Enabled"), "{status}");
+}

@@ -2,7 +2,9 @@
 //! compiled into the binary. Rendering takes the cluster's facts; enabling applies the
 //! manifests (server-side apply), disabling deletes their objects, and an addon counts as
 //! enabled in a cluster when every object of its manifests exists there (no state kept
-//! elsewhere).
+//! elsewhere). An addon may also name a built-in action, run by kubelab itself after its
+//! manifests: `secret-encryption` turns on the API server's encryption of Secrets (its
+//! `/v1-kubelab/encryption/*` endpoints), and its state is the server's.
 
 use kube::api::{Api, DynamicObject};
 use kube::discovery::{Discovery, Scope};
@@ -19,6 +21,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "coredns/coredns.yaml",
         include_str!("../../../addons/coredns/coredns.yaml"),
+    ),
+    (
+        "secret-encryption/addon.yaml",
+        include_str!("../../../addons/secret-encryption/addon.yaml"),
     ),
     (
         "storage/addon.yaml",
@@ -44,7 +50,19 @@ pub struct Addon {
     #[serde(default)]
     pub requires: Vec<String>,
     /// Manifest files of the addon's folder, applied in order.
+    #[serde(default)]
     pub manifests: Vec<String>,
+    /// A built-in action run after the manifests are applied (and undone by disabling).
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+}
+
+/// What kubelab itself does for an addon, beyond applying manifests.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Builtin {
+    /// Encrypt Secrets at rest with a new aescbc key, and re-encrypt the existing ones.
+    SecretEncryption,
 }
 
 /// The facts manifests are rendered with.
@@ -169,12 +187,85 @@ pub fn enabled(overrides: &std::collections::BTreeMap<String, bool>) -> Result<V
     Ok(on)
 }
 
-/// Whether every object of the rendered manifests exists in the cluster.
+/// Installs an addon's rendered manifests, then runs its built-in action; says what it did.
+pub async fn install(client: &kube::Client, name: &str, manifests: &str) -> Result<String> {
+    let applied = crate::apply::apply_all(client, manifests).await?;
+    let mut done = format!("{applied} object{}", if applied == 1 { "" } else { "s" });
+    if let Some(builtin) = find(name).and_then(|a| a.builtin) {
+        done = match builtin {
+            Builtin::SecretEncryption => {
+                let report = encryption_call(client, "POST", "enable").await?;
+                format!(
+                    "secrets encrypted at rest ({} re-encrypted)",
+                    report["reencrypted"]
+                )
+            }
+        };
+    }
+    Ok(done)
+}
+
+/// Undoes an addon's built-in action, then deletes its objects; says what it did.
+pub async fn uninstall(
+    client: &kube::Client,
+    addon: &Addon,
+    facts: &ClusterFacts,
+) -> Result<String> {
+    let mut done = Vec::new();
+    if let Some(Builtin::SecretEncryption) = addon.builtin {
+        let report = encryption_call(client, "POST", "disable").await?;
+        done.push(format!(
+            "secrets written in plain again ({} rewritten; the keys stay in the server's configuration to read old backups)",
+            report["reencrypted"]
+        ));
+    }
+    let deleted = crate::apply::delete_all(client, &render(addon, facts)?).await?;
+    if !addon.manifests.is_empty() || done.is_empty() {
+        done.push(format!(
+            "{deleted} object{} removed",
+            if deleted == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(done.join("; "))
+}
+
+/// One of the API server's encryption endpoints (`/v1-kubelab/encryption/<what>`).
+async fn encryption_call(
+    client: &kube::Client,
+    method: &str,
+    what: &str,
+) -> Result<serde_json::Value> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("/v1-kubelab/encryption/{what}"))
+        .body(Vec::new())
+        .map_err(|e| Error::Invalid(format!("encryption request: {e}")))?;
+    let text = client.request_text(request).await.map_err(|e| {
+        let reason = match e {
+            kube::Error::Api(status) => status.message,
+            other => other.to_string(),
+        };
+        Error::Addon {
+            name: "secret-encryption".into(),
+            reason: format!("the API server's encryption {what} failed: {reason}"),
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("encryption {what}: {e}")))
+}
+
+/// Whether every object of the rendered manifests exists in the cluster (and the built-in
+/// action's effect is in force).
 pub async fn is_enabled(
     client: &kube::Client,
     addon: &Addon,
     facts: &ClusterFacts,
 ) -> Result<bool> {
+    if let Some(Builtin::SecretEncryption) = addon.builtin {
+        let status = encryption_call(client, "GET", "status").await?;
+        if status["encryptionStatus"] != "Enabled" {
+            return Ok(false);
+        }
+    }
     let objects = crate::apply::documents(&render(addon, facts)?)?;
     let discovery = Discovery::new(client.clone())
         .run()
@@ -251,7 +342,11 @@ mod tests {
             assert!(!addon.description.is_empty());
             let yaml = render(&addon, &facts).unwrap();
             let objects = crate::apply::documents(&yaml).unwrap();
-            assert!(!objects.is_empty(), "{} renders no object", addon.name);
+            assert!(
+                !objects.is_empty() || addon.builtin.is_some(),
+                "{} renders no object and has no built-in action",
+                addon.name
+            );
         }
         let coredns = render(&find("coredns").unwrap(), &facts).unwrap();
         assert!(find("coredns").unwrap().default);

@@ -450,8 +450,7 @@ impl Run<'_> {
         for (addon, manifests) in &spec.addons {
             let client = self.client.clone().expect("set by the API action");
             action(progress, &format!("Installing addon {addon}"), async {
-                let applied = crate::apply::apply_all(&client, manifests).await?;
-                Ok(((), format!("{applied} object{}", plural(applied))))
+                Ok(((), crate::addons::install(&client, addon, manifests).await?))
             })
             .await?;
         }

@@ -1,6 +1,7 @@
 //! The encryption endpoints, outside the Kubernetes API (as k3s's `/v1-k3s/encrypt/...`):
 //! `GET /v1-kubelab/encryption/status`, `POST /v1-kubelab/encryption/rotate?rate=N`,
-//! `POST /v1-kubelab/encryption/reencrypt?rate=N`. Only cluster administrators (groups
+//! `POST /v1-kubelab/encryption/reencrypt?rate=N`, `POST /v1-kubelab/encryption/enable?rate=N`
+//! and `.../disable?rate=N` (the `secret-encryption` addon). Only cluster administrators (groups
 //! `system:masters` or `kubelab:cluster-admins`) may use them.
 //!
 //! A rotation runs in its own task: a client that goes away does not stop it halfway.
@@ -11,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use super::rotation::{RotationError, Rotator};
+use super::rotation::{Report, RotationError, Rotator};
 use crate::error::ApiError;
 use crate::Authenticated;
 
@@ -30,6 +31,11 @@ pub fn router<S>(rotator: Arc<Rotator>) -> axum::Router<S> {
         .route(
             "/v1-kubelab/encryption/reencrypt",
             axum::routing::post(reencrypt),
+        )
+        .route("/v1-kubelab/encryption/enable", axum::routing::post(enable))
+        .route(
+            "/v1-kubelab/encryption/disable",
+            axum::routing::post(disable),
         )
         .with_state(rotator)
 }
@@ -75,20 +81,28 @@ async fn status(
     }
 }
 
+/// Runs one of the rotator's operations in its own task (a client going away does not stop
+/// it halfway) and answers its report.
+async fn run<F>(auth: Option<Extension<Authenticated>>, operation: F) -> Response
+where
+    F: std::future::Future<Output = Result<Report, RotationError>> + Send + 'static,
+{
+    if let Err(e) = authorize(auth) {
+        return e.into_response();
+    }
+    match tokio::spawn(operation).await {
+        Ok(Ok(report)) => axum::Json(report).into_response(),
+        Ok(Err(e)) => failure(e),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
 async fn rotate(
     State(rotator): State<Arc<Rotator>>,
     auth: Option<Extension<Authenticated>>,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    if let Err(e) = authorize(auth) {
-        return e.into_response();
-    }
-    let task = tokio::spawn(async move { rotator.rotate(query.rate).await });
-    match task.await {
-        Ok(Ok(report)) => axum::Json(report).into_response(),
-        Ok(Err(e)) => failure(e),
-        Err(e) => ApiError::internal(e).into_response(),
-    }
+    run(auth, async move { rotator.rotate(query.rate).await }).await
 }
 
 async fn reencrypt(
@@ -96,13 +110,21 @@ async fn reencrypt(
     auth: Option<Extension<Authenticated>>,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    if let Err(e) = authorize(auth) {
-        return e.into_response();
-    }
-    let task = tokio::spawn(async move { rotator.reencrypt(query.rate).await });
-    match task.await {
-        Ok(Ok(report)) => axum::Json(report).into_response(),
-        Ok(Err(e)) => failure(e),
-        Err(e) => ApiError::internal(e).into_response(),
-    }
+    run(auth, async move { rotator.reencrypt(query.rate).await }).await
+}
+
+async fn enable(
+    State(rotator): State<Arc<Rotator>>,
+    auth: Option<Extension<Authenticated>>,
+    Query(query): Query<RateQuery>,
+) -> Response {
+    run(auth, async move { rotator.enable(query.rate).await }).await
+}
+
+async fn disable(
+    State(rotator): State<Arc<Rotator>>,
+    auth: Option<Extension<Authenticated>>,
+    Query(query): Query<RateQuery>,
+) -> Response {
+    run(auth, async move { rotator.disable(query.rate).await }).await
 }

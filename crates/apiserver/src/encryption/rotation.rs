@@ -113,6 +113,20 @@ fn first_kind(config: &EncryptionConfiguration, entry: usize) -> Option<Provider
         .map(|(kind, _)| kind)
 }
 
+/// A new 32-byte key, base64 as the file holds it.
+fn random_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn identity() -> super::config::ProviderConfiguration {
+    super::config::ProviderConfiguration {
+        identity: Some(super::config::IdentityConfiguration {}),
+        ..Default::default()
+    }
+}
+
 /// Write the file so that a reader sees the old or the new one, never a part; 0600.
 pub fn write_config_file(
     path: &std::path::Path,
@@ -243,8 +257,6 @@ impl Rotator {
         let resumed = key_names(&config, entry).len() > 1;
         let mut new_key = None;
         if !resumed {
-            let mut bytes = [0u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
             let name = format!(
                 "{}key-{}",
                 kind.name(),
@@ -257,7 +269,7 @@ impl Rotator {
                 0,
                 Key {
                     name: name.clone(),
-                    secret: base64::engine::general_purpose::STANDARD.encode(bytes),
+                    secret: random_key(),
                 },
             );
             write_config_file(self.encryption.path(), &config)?;
@@ -296,6 +308,107 @@ impl Rotator {
             resumed,
             reencrypted,
             dropped_keys,
+            compacted_revision,
+        })
+    }
+
+    /// Turn encryption of Secrets on (the `secret-encryption` addon): a keyed provider becomes
+    /// the writer — the one already in the file if encryption was on before, else a new
+    /// 32-byte aescbc key — identity stays as a reader; then every Secret is re-encrypted.
+    /// Running it again when on only finishes the re-encryption.
+    pub async fn enable(&self, rate: u32) -> Result<Report, RotationError> {
+        let _running = self.running.lock().await;
+        let _ = self.encryption.reload();
+        let mut config = self.encryption.current().config.clone();
+        let entry = match secrets_entry(&config) {
+            Some(entry) => entry,
+            None => {
+                config.resources.insert(
+                    0,
+                    super::config::ResourceConfiguration {
+                        resources: vec!["secrets".into()],
+                        providers: vec![identity()],
+                    },
+                );
+                0
+            }
+        };
+        let providers = &mut config.resources[entry].providers;
+        let mut new_key = None;
+        let changed = if !providers[0].is_keyless() {
+            false
+        } else if let Some(keyed) = providers.iter().position(|p| !p.is_keyless()) {
+            let keyed = providers.remove(keyed);
+            providers.insert(0, keyed);
+            true
+        } else {
+            let name = format!(
+                "aescbckey-{}",
+                jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+            );
+            providers.insert(
+                0,
+                super::config::ProviderConfiguration {
+                    aescbc: Some(super::config::KeysConfiguration {
+                        keys: vec![Key {
+                            name: name.clone(),
+                            secret: random_key(),
+                        }],
+                    }),
+                    ..Default::default()
+                },
+            );
+            new_key = Some(name);
+            true
+        };
+        if !providers.iter().any(|p| p.identity.is_some()) {
+            providers.push(identity());
+        }
+        if changed {
+            write_config_file(self.encryption.path(), &config)?;
+            self.encryption.reload()?;
+            tracing::info!("encryption of secrets enabled");
+        }
+        let reencrypted = self.reencrypt_entry(entry, rate).await?;
+        let compacted_revision = self.store.compact(self.store.current_revision()).await?;
+        Ok(Report {
+            new_key,
+            resumed: !changed,
+            reencrypted,
+            dropped_keys: vec![],
+            compacted_revision,
+        })
+    }
+
+    /// Turn encryption of Secrets off: identity becomes the writer (the keys stay as readers,
+    /// so `enable` takes them back), then every Secret is rewritten in plain.
+    pub async fn disable(&self, rate: u32) -> Result<Report, RotationError> {
+        let _running = self.running.lock().await;
+        let _ = self.encryption.reload();
+        let mut config = self.encryption.current().config.clone();
+        let Some(entry) = secrets_entry(&config) else {
+            return Err(RotationError::NotEnabled(
+                "no entry of the encryption configuration names secrets: they are not encrypted"
+                    .into(),
+            ));
+        };
+        let providers = &mut config.resources[entry].providers;
+        let changed = !providers[0].is_keyless();
+        if changed {
+            let position = providers.iter().position(|p| p.identity.is_some());
+            let identity = position.map_or_else(identity, |i| providers.remove(i));
+            providers.insert(0, identity);
+            write_config_file(self.encryption.path(), &config)?;
+            self.encryption.reload()?;
+            tracing::info!("encryption of secrets disabled");
+        }
+        let reencrypted = self.reencrypt_entry(entry, rate).await?;
+        let compacted_revision = self.store.compact(self.store.current_revision()).await?;
+        Ok(Report {
+            new_key: None,
+            resumed: !changed,
+            reencrypted,
+            dropped_keys: vec![],
             compacted_revision,
         })
     }

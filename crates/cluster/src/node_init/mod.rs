@@ -32,6 +32,42 @@ use crate::{Error, Result};
 
 /// The server's data directory in a node (PKI, database, node token).
 pub const SERVER_DATA_DIR: &str = "/var/lib/kubelab/server";
+/// The server's encryption configuration in a server node: always given, so that the
+/// `secret-encryption` addon (the server's `/v1-kubelab/encryption/enable`) can turn encryption
+/// on and off without restarting the server. Written with identity only when absent.
+pub const ENCRYPTION_CONFIG: &str = "/var/lib/kubelab/server/encryption-config.json";
+
+fn has_encryption_flag(server_args: &[String]) -> bool {
+    server_args
+        .iter()
+        .any(|a| a.starts_with("--encryption-provider-config"))
+}
+
+/// Secrets written in plain until the addon is enabled; an existing file (the addon's key) is
+/// kept.
+fn write_identity_encryption_config() -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = Path::new(ENCRYPTION_CONFIG);
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().expect("an absolute path");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let text = serde_json::json!({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{"resources": ["secrets"], "providers": [{"identity": {}}]}],
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    file.write_all(format!("{text:#}\n").as_bytes())
+        .map_err(|e| Error::io("write", path, e))
+}
+
 /// The agent's data directory in a node.
 pub const AGENT_DATA_DIR: &str = "/var/lib/kubelab/agent";
 /// Component logs in a node.
@@ -93,6 +129,9 @@ pub fn run(config: NodeInitConfig) -> Result<()> {
     } else {
         "native"
     };
+    if config.role == Role::Server && !has_encryption_flag(&config.server_args) {
+        write_identity_encryption_config()?;
+    }
     let restrict_oom = !system::has_sys_resource();
     containerd::write_config(restrict_oom, snapshotter)?;
     say(&format!(
@@ -199,6 +238,10 @@ fn components(config: &NodeInitConfig, snapshotter: &str) -> Vec<Component> {
                 "--tls-san".into(),
                 config.node_name.clone(),
             ];
+            if !has_encryption_flag(&config.server_args) {
+                args.push("--encryption-provider-config".into());
+                args.push(ENCRYPTION_CONFIG.into());
+            }
             args.extend(config.server_args.iter().cloned());
             list.push(Component {
                 name: "server",
