@@ -604,3 +604,89 @@ fn rotation_reencrypts_everything_and_survives_kill_9() {
         "{status}"
     );
 }
+
+/// The encryption endpoints are authorized by RBAC like any non-resource URL (impersonation
+/// included): the admin may, a user without a rule gets 403, a ClusterRole with
+/// `nonResourceURLs: [/v1-kubelab/encryption/*]` lets a user read the status and nothing more.
+#[test]
+fn encryption_endpoints_follow_rbac() {
+    let file = ConfigFile::new(&k3s_config(&format!(
+        "{}{IDENTITY}",
+        aescbc(&[("k1", &new_key())])
+    )));
+    let server = TestServer::start_args(&["--encryption-provider-config", &file.arg()]);
+    let k = Kubectl::new("1.32");
+    let status = server.ok(&k, &["get", "--raw", "/v1-kubelab/encryption/status"]);
+    assert!(
+        status.contains("\"encryptionStatus\":\"Enabled\""),
+        "{status}"
+    );
+
+    let denied = server.kubectl(
+        &k,
+        &[
+            "get",
+            "--raw",
+            "/v1-kubelab/encryption/status",
+            "--as",
+            "jane",
+        ],
+    );
+    assert!(!denied.success(), "{}", denied.stdout);
+    assert!(
+        denied.stderr.contains("forbidden") && denied.stderr.contains("jane"),
+        "{}",
+        denied.stderr
+    );
+    server.ok(
+        &k,
+        &[
+            "create",
+            "clusterrole",
+            "encryption-reader",
+            "--verb=get",
+            "--non-resource-url=/v1-kubelab/encryption/*",
+        ],
+    );
+    server.ok(
+        &k,
+        &[
+            "create",
+            "clusterrolebinding",
+            "jane-encryption-reader",
+            "--clusterrole=encryption-reader",
+            "--user=jane",
+        ],
+    );
+    common::eventually("jane reading the status", Duration::from_secs(30), || {
+        server
+            .kubectl(
+                &k,
+                &[
+                    "get",
+                    "--raw",
+                    "/v1-kubelab/encryption/status",
+                    "--as",
+                    "jane",
+                ],
+            )
+            .success()
+            .then_some(())
+    });
+    let rotate = server.kubectl_stdin(
+        &k,
+        &[
+            "create",
+            "--raw",
+            "/v1-kubelab/encryption/rotate",
+            "-f",
+            "-",
+            "--as",
+            "jane",
+        ],
+        "{}",
+    );
+    assert!(!rotate.success(), "{}", rotate.stdout);
+    assert!(rotate.stderr.contains("forbidden"), "{}", rotate.stderr);
+    assert_eq!(key_count(&file), 1, "the refused rotation added a key");
+}

@@ -255,6 +255,38 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
         refused.stderr
     );
 
+    // The same token re-signed with the server's own key: accepted while its times are
+    // current, 401 once `exp` has passed (the signature alone does not make it valid).
+    let key =
+        kubelab_pki::ensure_service_account_key(&kubelab_pki::tls_dir(&server.data_dir())).unwrap();
+    let resign = |shift: i64| {
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        let payload = token.split('.').nth(1).expect("a JWT");
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let mut claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        for field in ["exp", "iat", "nbf"] {
+            claims[field] = (claims[field].as_i64().unwrap() + shift).into();
+        }
+        let signer = jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &signer).unwrap()
+    };
+    let current = token_kubeconfig(&server, "resigned", &resign(0));
+    let ok = with(&server, &current, &["get", "pods", "-n", "a"]);
+    assert!(ok.success(), "{}", ok.stderr);
+    let expired = token_kubeconfig(&server, "expired-token", &resign(-2 * 86_400));
+    let refused = with(&server, &expired, &["get", "pods", "-n", "a"]);
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("You must be logged in to the server"),
+        "{}",
+        refused.stderr
+    );
+
     // Acceptance 3: the token stops working with its ServiceAccount.
     server.ok(&k, &["delete", "serviceaccount", "reader", "-n", "a"]);
     let gone = with(&server, &reader, &["get", "pods", "-n", "a"]);

@@ -137,7 +137,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
     if let Some(encryption) = &config.encryption {
         let rotator =
             crate::encryption::rotation::Rotator::new(config.store.clone(), encryption.clone());
-        app = app.merge(crate::encryption::router(Arc::new(rotator)));
+        app = app.merge(crate::encryption::router(
+            Arc::new(rotator),
+            state.authorizer.clone(),
+        ));
     }
     let app = app.fallback(dispatch).with_state(state);
     let task = tokio::spawn(accept_loop(listener, acceptor, app));

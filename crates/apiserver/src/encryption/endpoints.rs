@@ -1,8 +1,8 @@
 //! The encryption endpoints, outside the Kubernetes API (as k3s's `/v1-k3s/encrypt/...`):
 //! `GET /v1-kubelab/encryption/status`, `POST /v1-kubelab/encryption/rotate?rate=N`,
 //! `POST /v1-kubelab/encryption/reencrypt?rate=N`, `POST /v1-kubelab/encryption/enable?rate=N`
-//! and `.../disable?rate=N` (the `secret-encryption` addon). Only cluster administrators (groups
-//! `system:masters` or `kubelab:cluster-admins`) may use them.
+//! and `.../disable?rate=N` (the `secret-encryption` addon). RBAC decides who may use them, as
+//! for any non-resource URL (cluster-admin may; view, edit and admin may not).
 //!
 //! A rotation runs in its own task: a client that goes away does not stop it halfway.
 
@@ -16,15 +16,22 @@ use super::rotation::{Report, RotationError, Rotator};
 use crate::error::ApiError;
 use crate::Authenticated;
 
-const ADMIN_GROUPS: [&str; 2] = ["system:masters", "kubelab:cluster-admins"];
-
 #[derive(serde::Deserialize)]
 struct RateQuery {
     #[serde(default)]
     rate: u32,
 }
 
-pub fn router<S>(rotator: Arc<Rotator>) -> axum::Router<S> {
+#[derive(Clone)]
+pub struct Endpoints {
+    rotator: Arc<Rotator>,
+    authorizer: Arc<crate::authz::Authorizer>,
+}
+
+pub fn router<S>(
+    rotator: Arc<Rotator>,
+    authorizer: Arc<crate::authz::Authorizer>,
+) -> axum::Router<S> {
     axum::Router::new()
         .route("/v1-kubelab/encryption/status", axum::routing::get(status))
         .route("/v1-kubelab/encryption/rotate", axum::routing::post(rotate))
@@ -37,27 +44,39 @@ pub fn router<S>(rotator: Arc<Rotator>) -> axum::Router<S> {
             "/v1-kubelab/encryption/disable",
             axum::routing::post(disable),
         )
-        .with_state(rotator)
+        .with_state(Endpoints {
+            rotator,
+            authorizer,
+        })
 }
 
-fn authorize(auth: Option<Extension<Authenticated>>) -> Result<(), ApiError> {
-    let Some(Extension(Authenticated(Some(identity)))) = auth else {
+/// What authorization looks at.
+struct Request {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+/// RBAC decides, as for any non-resource URL: verb `get` for the status, `post` for the
+/// rest (cluster-admin's `nonResourceURLs: ["*"]` allows them; `view` and `edit` do not).
+async fn authorize(
+    endpoints: &Endpoints,
+    auth: Option<Extension<Authenticated>>,
+    request: &Request,
+) -> Result<(), ApiError> {
+    let Some(Extension(Authenticated(Some(caller)))) = auth else {
         return Err(ApiError::Unauthorized);
     };
-    if identity
-        .groups
-        .iter()
-        .any(|g| ADMIN_GROUPS.contains(&g.as_str()))
-    {
-        return Ok(());
-    }
-    Err(ApiError::Forbidden {
-        message: format!(
-            "User \"{}\" cannot manage encryption keys: only cluster administrators can",
-            identity.user
-        ),
-        details: None,
-    })
+    let (method, uri) = (&request.method, &request.uri);
+    let identity =
+        crate::authz::impersonate(&endpoints.authorizer, caller, &request.headers).await?;
+    let query = crate::request::Query::parse(uri.query())?;
+    let attributes = crate::authz::Attributes::of_request(method, uri.path(), &query);
+    endpoints
+        .authorizer
+        .authorize(&identity, &attributes)
+        .await
+        .map_err(|reason| crate::authz::forbidden(&identity.user, &attributes, &reason))
 }
 
 /// A `Status` object, as every other failure of the server.
@@ -69,13 +88,26 @@ fn failure(e: RotationError) -> Response {
 }
 
 async fn status(
-    State(rotator): State<Arc<Rotator>>,
+    State(endpoints): State<Endpoints>,
     auth: Option<Extension<Authenticated>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
 ) -> Response {
-    if let Err(e) = authorize(auth) {
+    if let Err(e) = authorize(
+        &endpoints,
+        auth,
+        &Request {
+            method,
+            uri,
+            headers,
+        },
+    )
+    .await
+    {
         return e.into_response();
     }
-    match rotator.status().await {
+    match endpoints.rotator.status().await {
         Ok(status) => axum::Json(status).into_response(),
         Err(e) => failure(e),
     }
@@ -83,14 +115,20 @@ async fn status(
 
 /// Runs one of the rotator's operations in its own task (a client going away does not stop
 /// it halfway) and answers its report.
-async fn run<F>(auth: Option<Extension<Authenticated>>, operation: F) -> Response
+async fn run<F, Fut>(
+    endpoints: Endpoints,
+    auth: Option<Extension<Authenticated>>,
+    request: Request,
+    operation: F,
+) -> Response
 where
-    F: std::future::Future<Output = Result<Report, RotationError>> + Send + 'static,
+    F: FnOnce(Arc<Rotator>) -> Fut,
+    Fut: std::future::Future<Output = Result<Report, RotationError>> + Send + 'static,
 {
-    if let Err(e) = authorize(auth) {
+    if let Err(e) = authorize(&endpoints, auth, &request).await {
         return e.into_response();
     }
-    match tokio::spawn(operation).await {
+    match tokio::spawn(operation(endpoints.rotator.clone())).await {
         Ok(Ok(report)) => axum::Json(report).into_response(),
         Ok(Err(e)) => failure(e),
         Err(e) => ApiError::internal(e).into_response(),
@@ -98,33 +136,85 @@ where
 }
 
 async fn rotate(
-    State(rotator): State<Arc<Rotator>>,
+    State(endpoints): State<Endpoints>,
     auth: Option<Extension<Authenticated>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    run(auth, async move { rotator.rotate(query.rate).await }).await
+    run(
+        endpoints,
+        auth,
+        Request {
+            method,
+            uri,
+            headers,
+        },
+        move |r| async move { r.rotate(query.rate).await },
+    )
+    .await
 }
 
 async fn reencrypt(
-    State(rotator): State<Arc<Rotator>>,
+    State(endpoints): State<Endpoints>,
     auth: Option<Extension<Authenticated>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    run(auth, async move { rotator.reencrypt(query.rate).await }).await
+    run(
+        endpoints,
+        auth,
+        Request {
+            method,
+            uri,
+            headers,
+        },
+        move |r| async move { r.reencrypt(query.rate).await },
+    )
+    .await
 }
 
 async fn enable(
-    State(rotator): State<Arc<Rotator>>,
+    State(endpoints): State<Endpoints>,
     auth: Option<Extension<Authenticated>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    run(auth, async move { rotator.enable(query.rate).await }).await
+    run(
+        endpoints,
+        auth,
+        Request {
+            method,
+            uri,
+            headers,
+        },
+        move |r| async move { r.enable(query.rate).await },
+    )
+    .await
 }
 
 async fn disable(
-    State(rotator): State<Arc<Rotator>>,
+    State(endpoints): State<Endpoints>,
     auth: Option<Extension<Authenticated>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    run(auth, async move { rotator.disable(query.rate).await }).await
+    run(
+        endpoints,
+        auth,
+        Request {
+            method,
+            uri,
+            headers,
+        },
+        move |r| async move { r.disable(query.rate).await },
+    )
+    .await
 }
