@@ -89,6 +89,16 @@ fn with(server: &TestServer, kubeconfig: &std::path::Path, args: &[&str]) -> com
     server.kubectl(&k(), &all)
 }
 
+/// kubectl's words for a 401.
+fn assert_unauthorized(out: &common::Output) {
+    assert!(!out.success(), "should be refused: {}", out.stdout);
+    assert!(
+        out.stderr.contains("You must be logged in to the server"),
+        "expected a 401, got:\n{}",
+        out.stderr
+    );
+}
+
 fn assert_forbidden(out: &common::Output, message: &str) {
     assert!(!out.success(), "should be forbidden: {}", out.stdout);
     assert!(
@@ -245,15 +255,7 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
     let expired = cert_kubeconfig_with(&server, "expired", |ca| {
         kubelab_pki::issue_expired_client_cert(ca, "kubelab-admin", &["kubelab:cluster-admins"])
     });
-    let refused = with(&server, &expired, &["get", "pods", "-n", "a"]);
-    assert!(!refused.success());
-    assert!(
-        refused
-            .stderr
-            .contains("You must be logged in to the server"),
-        "{}",
-        refused.stderr
-    );
+    assert_unauthorized(&with(&server, &expired, &["get", "pods", "-n", "a"]));
 
     // The same token re-signed with the server's own key: accepted while its times are
     // current, 401 once `exp` has passed (the signature alone does not make it valid).
@@ -277,25 +279,11 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
     let ok = with(&server, &current, &["get", "pods", "-n", "a"]);
     assert!(ok.success(), "{}", ok.stderr);
     let expired = token_kubeconfig(&server, "expired-token", &resign(-2 * 86_400));
-    let refused = with(&server, &expired, &["get", "pods", "-n", "a"]);
-    assert!(!refused.success());
-    assert!(
-        refused
-            .stderr
-            .contains("You must be logged in to the server"),
-        "{}",
-        refused.stderr
-    );
+    assert_unauthorized(&with(&server, &expired, &["get", "pods", "-n", "a"]));
 
     // Acceptance 3: the token stops working with its ServiceAccount.
     server.ok(&k, &["delete", "serviceaccount", "reader", "-n", "a"]);
-    let gone = with(&server, &reader, &["get", "pods", "-n", "a"]);
-    assert!(!gone.success());
-    assert!(
-        gone.stderr.contains("You must be logged in to the server"),
-        "{}",
-        gone.stderr
-    );
+    assert_unauthorized(&with(&server, &reader, &["get", "pods", "-n", "a"]));
 }
 
 // Acceptance 7.

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
@@ -34,15 +34,9 @@ pub fn router<S>(
 ) -> axum::Router<S> {
     axum::Router::new()
         .route("/v1-kubelab/encryption/status", axum::routing::get(status))
-        .route("/v1-kubelab/encryption/rotate", axum::routing::post(rotate))
         .route(
-            "/v1-kubelab/encryption/reencrypt",
-            axum::routing::post(reencrypt),
-        )
-        .route("/v1-kubelab/encryption/enable", axum::routing::post(enable))
-        .route(
-            "/v1-kubelab/encryption/disable",
-            axum::routing::post(disable),
+            "/v1-kubelab/encryption/{operation}",
+            axum::routing::post(operation),
         )
         .with_state(Endpoints {
             rotator,
@@ -135,86 +129,32 @@ where
     }
 }
 
-async fn rotate(
+/// `POST /v1-kubelab/encryption/<operation>`.
+async fn operation(
     State(endpoints): State<Endpoints>,
+    Path(operation): Path<String>,
     auth: Option<Extension<Authenticated>>,
     method: http::Method,
     uri: http::Uri,
     headers: http::HeaderMap,
     Query(query): Query<RateQuery>,
 ) -> Response {
-    run(
-        endpoints,
-        auth,
-        Request {
-            method,
-            uri,
-            headers,
-        },
-        move |r| async move { r.rotate(query.rate).await },
-    )
-    .await
-}
-
-async fn reencrypt(
-    State(endpoints): State<Endpoints>,
-    auth: Option<Extension<Authenticated>>,
-    method: http::Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-    Query(query): Query<RateQuery>,
-) -> Response {
-    run(
-        endpoints,
-        auth,
-        Request {
-            method,
-            uri,
-            headers,
-        },
-        move |r| async move { r.reencrypt(query.rate).await },
-    )
-    .await
-}
-
-async fn enable(
-    State(endpoints): State<Endpoints>,
-    auth: Option<Extension<Authenticated>>,
-    method: http::Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-    Query(query): Query<RateQuery>,
-) -> Response {
-    run(
-        endpoints,
-        auth,
-        Request {
-            method,
-            uri,
-            headers,
-        },
-        move |r| async move { r.enable(query.rate).await },
-    )
-    .await
-}
-
-async fn disable(
-    State(endpoints): State<Endpoints>,
-    auth: Option<Extension<Authenticated>>,
-    method: http::Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-    Query(query): Query<RateQuery>,
-) -> Response {
-    run(
-        endpoints,
-        auth,
-        Request {
-            method,
-            uri,
-            headers,
-        },
-        move |r| async move { r.disable(query.rate).await },
-    )
+    let rate = query.rate;
+    let request = Request {
+        method,
+        uri,
+        headers,
+    };
+    if !["rotate", "reencrypt", "enable", "disable"].contains(&operation.as_str()) {
+        return ApiError::NoRoute.into_response();
+    }
+    run(endpoints, auth, request, move |r| async move {
+        match operation.as_str() {
+            "rotate" => r.rotate(rate).await,
+            "reencrypt" => r.reencrypt(rate).await,
+            "enable" => r.enable(rate).await,
+            _ => r.disable(rate).await,
+        }
+    })
     .await
 }

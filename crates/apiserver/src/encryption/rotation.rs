@@ -369,15 +369,8 @@ impl Rotator {
             self.encryption.reload()?;
             tracing::info!("encryption of secrets enabled");
         }
-        let reencrypted = self.reencrypt_entry(entry, rate).await?;
-        let compacted_revision = self.store.compact(self.store.current_revision()).await?;
-        Ok(Report {
-            new_key,
-            resumed: !changed,
-            reencrypted,
-            dropped_keys: vec![],
-            compacted_revision,
-        })
+        self.reencrypt_and_compact(entry, rate, new_key, !changed)
+            .await
     }
 
     /// Turn encryption of Secrets off: identity becomes the writer (the keys stay as readers,
@@ -402,15 +395,8 @@ impl Rotator {
             self.encryption.reload()?;
             tracing::info!("encryption of secrets disabled");
         }
-        let reencrypted = self.reencrypt_entry(entry, rate).await?;
-        let compacted_revision = self.store.compact(self.store.current_revision()).await?;
-        Ok(Report {
-            new_key: None,
-            resumed: !changed,
-            reencrypted,
-            dropped_keys: vec![],
-            compacted_revision,
-        })
+        self.reencrypt_and_compact(entry, rate, None, !changed)
+            .await
     }
 
     /// Rewrite every value of the Secrets' entry that the write key did not write, with the
@@ -424,11 +410,23 @@ impl Rotator {
                 "no entry of the encryption configuration names secrets".into(),
             )
         })?;
+        self.reencrypt_and_compact(entry, rate, None, false).await
+    }
+
+    /// Re-encrypts the entry's values under the write key, then compacts the history so no
+    /// older row keeps another envelope.
+    async fn reencrypt_and_compact(
+        &self,
+        entry: usize,
+        rate: u32,
+        new_key: Option<String>,
+        resumed: bool,
+    ) -> Result<Report, RotationError> {
         let reencrypted = self.reencrypt_entry(entry, rate).await?;
         let compacted_revision = self.store.compact(self.store.current_revision()).await?;
         Ok(Report {
-            new_key: None,
-            resumed: false,
+            new_key,
+            resumed,
             reencrypted,
             dropped_keys: vec![],
             compacted_revision,
