@@ -10,6 +10,7 @@ mod export;
 mod kubeconfig;
 mod list;
 mod load;
+mod metallb;
 mod node;
 mod node_image;
 mod node_init;
@@ -77,6 +78,8 @@ enum Command {
     Dns(dns::DnsArgs),
     /// Encryption at rest of Secrets: status, key rotation, re-encryption.
     Secrets(secrets::SecretsArgs),
+    /// Run MetalLB's controller or layer-2 speaker (the `metallb` addon's pods run them).
+    Metallb(metallb::MetallbArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +142,7 @@ fn main() -> std::process::ExitCode {
             Command::Addons(args) => addons::run(args).await,
             Command::Dns(args) => dns::run(args).await,
             Command::Secrets(args) => secrets::run(args).await,
+            Command::Metallb(args) => metallb::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });

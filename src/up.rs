@@ -140,10 +140,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             facts.service_subnet = s.clone();
         }
     }
-    let addons = addons::enabled(&overrides)?
-        .iter()
-        .map(|a| Ok((a.name.clone(), addons::render(a, &facts)?)))
-        .collect::<Result<Vec<_>, kubelab_cluster::Error>>()?;
+    let addons = addons::enabled(&overrides)?;
+    for addon in &addons {
+        // Fails now, before any container exists, if a manifest cannot render.
+        addons::render(addon, &facts.clone().with_network("10.0.0.0/24"))?;
+    }
     let docker = DockerProvider::connect().await?;
     let steps = Steps::new();
     let image = match args
@@ -184,6 +185,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         }),
         addons,
+        facts,
     };
     let created = create::create(&docker, &spec, &steps).await?;
     println!(

@@ -23,6 +23,22 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../addons/coredns/coredns.yaml"),
     ),
     (
+        "metallb/addon.yaml",
+        include_str!("../../../addons/metallb/addon.yaml"),
+    ),
+    (
+        "metallb/crds.yaml",
+        include_str!("../../../addons/metallb/crds.yaml"),
+    ),
+    (
+        "metallb/metallb.yaml",
+        include_str!("../../../addons/metallb/metallb.yaml"),
+    ),
+    (
+        "metallb/pool.yaml",
+        include_str!("../../../addons/metallb/pool.yaml"),
+    ),
+    (
         "secret-encryption/addon.yaml",
         include_str!("../../../addons/secret-encryption/addon.yaml"),
     ),
@@ -55,6 +71,9 @@ pub struct Addon {
     /// A built-in action run after the manifests are applied (and undone by disabling).
     #[serde(default)]
     pub builtin: Option<Builtin>,
+    /// What `kubelab addons list` shows the addon exposes.
+    #[serde(default)]
+    pub exposes: Exposes,
 }
 
 /// What kubelab itself does for an addon, beyond applying manifests.
@@ -63,6 +82,21 @@ pub struct Addon {
 pub enum Builtin {
     /// Encrypt Secrets at rest with a new aescbc key, and re-encrypt the existing ones.
     SecretEncryption,
+}
+
+/// What an addon makes reachable, as `kubelab addons list` reports it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Exposes {
+    /// Ports of the server node whose host mappings are URLs (443: https, else http).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// `namespace/name` of a Service whose LoadBalancer addresses are URLs on those ports.
+    #[serde(default)]
+    pub load_balancer: Option<String>,
+    /// The IPAddressPools of `metallb-system` (their ranges and use).
+    #[serde(default)]
+    pub address_pools: bool,
 }
 
 /// The facts manifests are rendered with.
@@ -77,6 +111,10 @@ pub struct ClusterFacts {
     pub cluster_domain: String,
     /// The image of kubelab's own pods (built on every node at boot).
     pub system_image: String,
+    /// The cluster's Docker network (empty until known: `with_network`).
+    pub network_subnet: String,
+    /// The `metallb` addon's default pool, `A-B` (by default the top of the network).
+    pub metallb_range: String,
 }
 
 impl ClusterFacts {
@@ -89,7 +127,20 @@ impl ClusterFacts {
             dns_ip: crate::node_init::CLUSTER_DNS.into(),
             cluster_domain: crate::node_init::CLUSTER_DOMAIN.into(),
             system_image: crate::node_init::containerd::system_image(),
+            network_subnet: String::new(),
+            metallb_range: String::new(),
         }
+    }
+
+    /// With the cluster's Docker network, and the metallb pool carved from it (its top 31
+    /// addresses, which Docker's IPAM never hands out: `DockerProvider` creates the network
+    /// with an `ip_range` of its lower half).
+    pub fn with_network(mut self, subnet: &str) -> ClusterFacts {
+        self.network_subnet = subnet.to_owned();
+        self.metallb_range = kubelab_metallb::addresses::default_pool(subnet)
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        self
     }
 }
 
@@ -306,6 +357,90 @@ pub async fn is_enabled(
     Ok(true)
 }
 
+/// What the addon exposes in a cluster, one entry each: URLs through the server node's
+/// published ports and a Service's LoadBalancer addresses, address pools with their use.
+pub async fn exposures(
+    client: &kube::Client,
+    addon: &Addon,
+    state: &crate::cluster::ClusterState,
+) -> Result<Vec<String>> {
+    let scheme = |port: u16| if port == 443 { "https" } else { "http" };
+    let mut out = Vec::new();
+    for port in &addon.exposes.ports {
+        let published = state
+            .servers()
+            .flat_map(|n| n.ports.iter())
+            .find(|p| p.container_port == *port && p.protocol.eq_ignore_ascii_case("tcp"));
+        if let Some(p) = published {
+            let host = match p.host_ip.as_str() {
+                "" | "0.0.0.0" => "127.0.0.1",
+                ip => ip,
+            };
+            out.push(format!("{}://{host}:{}", scheme(*port), p.host_port));
+        }
+    }
+    if let Some((namespace, name)) = addon
+        .exposes
+        .load_balancer
+        .as_deref()
+        .and_then(|s| s.split_once('/'))
+    {
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(client.clone(), namespace);
+        if let Ok(Some(svc)) = services.get_opt(name).await {
+            let ips = svc
+                .status
+                .and_then(|s| s.load_balancer)
+                .and_then(|lb| lb.ingress)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| i.ip);
+            for ip in ips {
+                for port in &addon.exposes.ports {
+                    let default = matches!((scheme(*port), port), ("http", 80) | ("https", 443));
+                    out.push(if default {
+                        format!("{}://{ip}", scheme(*port))
+                    } else {
+                        format!("{}://{ip}:{port}", scheme(*port))
+                    });
+                }
+            }
+        }
+    }
+    if addon.exposes.address_pools {
+        let resource = kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
+            "ipaddresspools",
+        );
+        let pools: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "metallb-system", &resource);
+        if let Ok(list) = pools.list(&Default::default()).await {
+            for pool in list {
+                let addresses: Vec<&str> = pool.data["spec"]["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str())
+                    .collect();
+                let status = &pool.data["status"];
+                let used = match (
+                    status["assignedIPv4"].as_u64(),
+                    status["availableIPv4"].as_u64(),
+                ) {
+                    (Some(a), Some(f)) => format!(" ({a} of {} used)", a + f),
+                    _ => String::new(),
+                };
+                out.push(format!(
+                    "pool {}: {}{used}",
+                    pool.metadata.name.unwrap_or_default(),
+                    addresses.join(",")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +472,7 @@ mod tests {
             FILES.len(),
             "FILES lists a file that is not in addons/"
         );
-        let facts = ClusterFacts::new("lab", 3);
+        let facts = ClusterFacts::new("lab", 3).with_network("172.30.7.0/24");
         for addon in all() {
             assert!(!addon.description.is_empty());
             let yaml = render(&addon, &facts).unwrap();
@@ -363,6 +498,13 @@ mod tests {
         }
         let one_node = render(&find("coredns").unwrap(), &ClusterFacts::new("lab", 1)).unwrap();
         assert!(one_node.contains("replicas: 1"), "{one_node}");
+        let metallb = find("metallb").unwrap();
+        assert!(!metallb.default && metallb.exposes.address_pools);
+        let rendered = render(&metallb, &facts).unwrap();
+        assert!(
+            rendered.contains("- \"172.30.7.224-172.30.7.254\""),
+            "{rendered}"
+        );
         let storage = find("storage").unwrap();
         assert!(storage.default);
         assert!(render(&storage, &facts)

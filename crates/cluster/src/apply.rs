@@ -69,13 +69,28 @@ fn api_for(
 /// Server-side applies every object of `yaml`; returns how many.
 pub async fn apply_all(client: &kube::Client, yaml: &str) -> Result<usize> {
     let objects = documents(yaml)?;
-    let discovery = Discovery::new(client.clone())
+    let mut discovery = Discovery::new(client.clone())
         .run()
         .await
         .map_err(|e| Error::Invalid(format!("API discovery: {e}")))?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in &objects {
-        let (resource, caps) = resolve(&discovery, object).await?;
+        // A kind defined by a CRD of the same manifests is served once the CRD is
+        // established: discover again until it is (at most 30 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (resource, caps) = loop {
+            match resolve(&discovery, object).await {
+                Ok(found) => break found,
+                Err(e) if std::time::Instant::now() > deadline => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    discovery = Discovery::new(client.clone())
+                        .run()
+                        .await
+                        .map_err(|e| Error::Invalid(format!("API discovery: {e}")))?;
+                }
+            }
+        };
         let name = object.metadata.name.clone().ok_or_else(|| {
             Error::Invalid(format!("a {} in the manifest has no name", resource.kind))
         })?;

@@ -68,6 +68,14 @@ impl ClusterState {
         self.servers().find_map(NodeInfo::api_port)
     }
 
+    /// The cluster's Docker network: the /24 of its nodes' addresses (`pick_subnet` makes
+    /// every cluster network a /24 and nodes get static addresses in it).
+    pub fn network_subnet(&self) -> Option<String> {
+        let ip = self.nodes.iter().find_map(|n| n.ip)?;
+        let [a, b, c, _] = ip.octets();
+        Some(format!("{a}.{b}.{c}.0/24"))
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn api_url(&self) -> Option<String> {
         self.api_port().map(|p| format!("https://127.0.0.1:{p}"))

@@ -122,8 +122,10 @@ pub struct CreateSpec {
     pub retain: bool,
     /// Where to merge the kubeconfig (None: nowhere), and whether to switch to it.
     pub kubeconfig: Option<(PathBuf, bool)>,
-    /// Manifests of the addons to install, rendered (addon name, YAML documents).
-    pub addons: Vec<(String, String)>,
+    /// The addons to install, rendered with `facts` once the network is made (the facts
+    /// then know its subnet).
+    pub addons: Vec<crate::addons::Addon>,
+    pub facts: crate::addons::ClusterFacts,
 }
 
 /// What `up` made.
@@ -447,10 +449,12 @@ impl Run<'_> {
             .await?;
         }
 
-        for (addon, manifests) in &spec.addons {
+        let facts = spec.facts.clone().with_network(&self.subnet);
+        for addon in &spec.addons {
             let client = self.client.clone().expect("set by the API action");
-            action(progress, &format!("Installing addon {addon}"), async {
-                Ok(((), crate::addons::install(&client, addon, manifests).await?))
+            let manifests = crate::addons::render(addon, &facts)?;
+            action(progress, &format!("Installing addon {}", addon.name), async {
+                Ok(((), crate::addons::install(&client, &addon.name, &manifests).await?))
             })
             .await?;
         }
@@ -750,6 +754,7 @@ mod tests {
             retain: false,
             kubeconfig: None,
             addons: vec![],
+            facts: crate::addons::ClusterFacts::new(name, 1),
         }
     }
 

@@ -112,7 +112,12 @@ mod tests {
         assert_eq!(r.len(), 4);
         assert_eq!(
             r.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
-            ["192.168.10.0", "192.168.10.1", "192.168.10.2", "192.168.10.3"]
+            [
+                "192.168.10.0",
+                "192.168.10.1",
+                "192.168.10.2",
+                "192.168.10.3"
+            ]
         );
         let one = Range::parse("42.176.25.64/32").unwrap();
         assert_eq!((one.first, one.len()), ("42.176.25.64".parse().unwrap(), 1));
@@ -122,8 +127,17 @@ mod tests {
         assert!(!r.contains("10.0.1.3".parse().unwrap()));
         assert_eq!(r.to_string(), "10.0.0.250-10.0.1.2");
         // A CIDR with host bits is its network.
-        assert_eq!(Range::parse("10.1.2.3/24").unwrap().first.to_string(), "10.1.2.0");
-        for bad in ["10.0.0.5-10.0.0.1", "10.0.0.0/33", "fd00::/64", "nonsense", "1.2.3.4"] {
+        assert_eq!(
+            Range::parse("10.1.2.3/24").unwrap().first.to_string(),
+            "10.1.2.0"
+        );
+        for bad in [
+            "10.0.0.5-10.0.0.1",
+            "10.0.0.0/33",
+            "fd00::/64",
+            "nonsense",
+            "1.2.3.4",
+        ] {
             assert!(Range::parse(bad).is_err(), "{bad}");
         }
         assert!(is_buggy("10.0.1.0".parse().unwrap()) && is_buggy("10.0.0.255".parse().unwrap()));

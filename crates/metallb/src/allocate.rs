@@ -26,9 +26,14 @@ use crate::model::{Pool, ServiceView};
 /// What a Service gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Assigned { ips: Vec<Ipv4Addr>, pool: String },
+    Assigned {
+        ips: Vec<Ipv4Addr>,
+        pool: String,
+    },
     /// No address: why (the `AllocationFailed` event's message).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Addresses of one pool in use and left.
@@ -146,8 +151,9 @@ fn allocate(
             .map(|ip| format!("{ip:?}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let pool = pool_holding(pools, &requested)
-            .ok_or_else(|| format!("[{list}] is not allowed in config (no IPAddressPool holds it)"))?;
+        let pool = pool_holding(pools, &requested).ok_or_else(|| {
+            format!("[{list}] is not allowed in config (no IPAddressPool holds it)")
+        })?;
         if let Some(wanted) = &svc.pool {
             if *wanted != pool.name {
                 return Err(format!(
@@ -188,7 +194,9 @@ fn allocate(
         .filter(|p| p.auto_assign && p.invalid.is_none() && p.allows(svc, namespace_labels))
         .collect();
     if candidates.is_empty() {
-        return Err("no available IPs (no IPAddressPool with autoAssign serves this service)".into());
+        return Err(
+            "no available IPs (no IPAddressPool with autoAssign serves this service)".into(),
+        );
     }
     candidates.sort_by_key(|p| p.priority_key());
     candidates
@@ -361,7 +369,8 @@ mod tests {
         assert_eq!(assigned(&plan, "auto"), [ip("10.0.0.1")]);
         assert!(failure(&plan, "taken").contains("already in use by default/want"));
         assert!(failure(&plan, "outside").contains("not allowed in config"));
-        assert!(failure(&plan, "wrongpool").contains("not compatible with requested address pool manual"));
+        assert!(failure(&plan, "wrongpool")
+            .contains("not compatible with requested address pool manual"));
         assert!(failure(&plan, "invalid").contains("loadBalancerIP"));
         // A changed request moves the Service.
         let mut moved = svc("want", "2");
@@ -393,7 +402,13 @@ mod tests {
         unknown.pool = Some("nope".into());
         let plan = plan(
             &pools,
-            &[pinned, unknown, svc("first", "2"), svc("second", "3"), svc("third", "4")],
+            &[
+                pinned,
+                unknown,
+                svc("first", "2"),
+                svc("second", "3"),
+                svc("third", "4"),
+            ],
             &BTreeMap::new(),
         );
         assert_eq!(assigned(&plan, "pinned"), [ip("10.0.1.5")]);

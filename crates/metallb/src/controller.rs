@@ -66,12 +66,15 @@ where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Default,
 {
-    reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-        .for_each(|_| {
-            notify.notify_one();
-            futures::future::ready(())
-        })
-        .await;
+    reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .for_each(|_| {
+        notify.notify_one();
+        futures::future::ready(())
+    })
+    .await;
 }
 
 pub(crate) async fn reflect_dynamic(
@@ -79,12 +82,15 @@ pub(crate) async fn reflect_dynamic(
     api: Api<DynamicObject>,
     notify: Arc<Notify>,
 ) {
-    reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-        .for_each(|_| {
-            notify.notify_one();
-            futures::future::ready(())
-        })
-        .await;
+    reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .for_each(|_| {
+        notify.notify_one();
+        futures::future::ready(())
+    })
+    .await;
 }
 
 struct State {
@@ -110,10 +116,18 @@ pub async fn run(client: kube::Client, namespace: &str) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let services_writer = Writer::<Service>::default();
     let services = services_writer.as_reader();
-    tasks.spawn(reflect(services_writer, Api::all(client.clone()), notify.clone()));
+    tasks.spawn(reflect(
+        services_writer,
+        Api::all(client.clone()),
+        notify.clone(),
+    ));
     let namespaces_writer = Writer::<Namespace>::default();
     let namespaces = namespaces_writer.as_reader();
-    tasks.spawn(reflect(namespaces_writer, Api::all(client.clone()), notify.clone()));
+    tasks.spawn(reflect(
+        namespaces_writer,
+        Api::all(client.clone()),
+        notify.clone(),
+    ));
     let pool_writer = Writer::new(pool_resource());
     let pools = pool_writer.as_reader();
     tasks.spawn(reflect_dynamic(
@@ -178,14 +192,22 @@ fn revision(svc: &Service) -> u64 {
 }
 
 fn quoted(ips: &[Ipv4Addr]) -> String {
-    let list: Vec<String> = ips.iter().map(|ip| format!("{:?}", ip.to_string())).collect();
+    let list: Vec<String> = ips
+        .iter()
+        .map(|ip| format!("{:?}", ip.to_string()))
+        .collect();
     format!("[{}]", list.join(" "))
 }
 
 impl State {
     /// The Services, with this controller's own writes the reflector has not shown yet.
     fn services(&mut self) -> Vec<Service> {
-        let mut services: Vec<Service> = self.services.state().iter().map(|s| (**s).clone()).collect();
+        let mut services: Vec<Service> = self
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
         let mut seen = HashMap::new();
         for svc in &mut services {
             let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
@@ -225,14 +247,22 @@ impl State {
             }
         }
         for pool in &pools {
-            self.write_pool(pool, plan.pools.get(&pool.name).copied().unwrap_or_default())
-                .await?;
+            self.write_pool(
+                pool,
+                plan.pools.get(&pool.name).copied().unwrap_or_default(),
+            )
+            .await?;
         }
         self.report_unsupported().await?;
         Ok(())
     }
 
-    async fn write_service(&mut self, svc: &Service, view: &ServiceView, outcome: &Outcome) -> Result<()> {
+    async fn write_service(
+        &mut self,
+        svc: &Service,
+        view: &ServiceView,
+        outcome: &Outcome,
+    ) -> Result<()> {
         let ns = svc.namespace().unwrap_or_default();
         let name = svc.name_any();
         let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
@@ -244,7 +274,10 @@ impl State {
                 let annotated = svc.annotations().get(ANNOTATION_ALLOCATED_FROM_POOL) == Some(pool);
                 if !annotated {
                     let patch = json!({"metadata": {"annotations": {ANNOTATION_ALLOCATED_FROM_POOL: pool}}});
-                    match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                    match api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                    {
                         Ok(written) => {
                             self.written.insert(view.key.clone(), written);
                         }
@@ -270,7 +303,12 @@ impl State {
                     }
                     tracing::info!(service = %view.key, ips = %quoted(ips), pool, "address assigned");
                     self.events
-                        .publish(&reference, "Normal", "IPAllocated", format!("Assigned IP {}", quoted(ips)))
+                        .publish(
+                            &reference,
+                            "Normal",
+                            "IPAllocated",
+                            format!("Assigned IP {}", quoted(ips)),
+                        )
                         .await;
                 }
             }
@@ -292,7 +330,10 @@ impl State {
                             &reference,
                             "Normal",
                             "ClearAssignment",
-                            format!("current IP for {:?} not allowed by config, cleared", view.key),
+                            format!(
+                                "current IP for {:?} not allowed by config, cleared",
+                                view.key
+                            ),
                         )
                         .await;
                 }
@@ -319,13 +360,23 @@ impl State {
         let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
         if is_lb
             || svc.metadata.deletion_timestamp.is_some()
-            || !svc.annotations().contains_key(ANNOTATION_ALLOCATED_FROM_POOL)
+            || !svc
+                .annotations()
+                .contains_key(ANNOTATION_ALLOCATED_FROM_POOL)
         {
             return Ok(());
         }
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+        let api: Api<Service> =
+            Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
         let patch = json!({"metadata": {"annotations": {ANNOTATION_ALLOCATED_FROM_POOL: null}}});
-        match api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+        match api
+            .patch(
+                &svc.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
@@ -346,7 +397,12 @@ impl State {
             let uid = object.uid().unwrap_or_default();
             if self.warned.get(&uid) != Some(reason) {
                 self.events
-                    .publish(&reference, "Warning", "InvalidConfiguration", format!("pool {} is not used: {reason}", pool.name))
+                    .publish(
+                        &reference,
+                        "Warning",
+                        "InvalidConfiguration",
+                        format!("pool {} is not used: {reason}", pool.name),
+                    )
                     .await;
                 self.warned.insert(uid, reason.clone());
             }
@@ -359,16 +415,26 @@ impl State {
         });
         let current = object.data.get("status");
         let same = current.is_some_and(|c| {
-            ["assignedIPv4", "availableIPv4", "assignedIPv6", "availableIPv6"]
-                .iter()
-                .all(|k| c.get(k) == status.get(k))
+            [
+                "assignedIPv4",
+                "availableIPv4",
+                "assignedIPv6",
+                "availableIPv6",
+            ]
+            .iter()
+            .all(|k| c.get(k) == status.get(k))
         });
         if same {
             return Ok(());
         }
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &pool_resource());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &pool_resource());
         match api
-            .patch_status(&pool.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &pool.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -385,7 +451,8 @@ impl State {
                     .pointer("/status/conditions")
                     .and_then(|c| c.as_array())
                     .is_some_and(|c| {
-                        c.iter().any(|c| c["type"] == "Supported" && c["status"] == "False")
+                        c.iter()
+                            .any(|c| c["type"] == "Supported" && c["status"] == "False")
                     });
                 if marked {
                     continue;
@@ -399,9 +466,14 @@ impl State {
                     "type": "Supported", "status": "False", "reason": "Unsupported",
                     "message": message, "lastTransitionTime": now,
                 }]}});
-                let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, ar);
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &self.namespace, ar);
                 match api
-                    .patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(status))
+                    .patch_status(
+                        &object.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(status),
+                    )
                     .await
                 {
                     Ok(_) => {}

@@ -57,7 +57,11 @@ impl Events {
             last_timestamp: Some(Time(now)),
             count: Some(1),
             reporting_component: Some(self.component.to_owned()),
-            reporting_instance: Some(self.host.clone().unwrap_or_else(|| self.component.to_owned())),
+            reporting_instance: Some(
+                self.host
+                    .clone()
+                    .unwrap_or_else(|| self.component.to_owned()),
+            ),
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);

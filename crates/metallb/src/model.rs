@@ -125,7 +125,8 @@ impl Pool {
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        self.ranges.iter().any(|r| r.contains(ip)) && !(self.avoid_buggy_ips && crate::addresses::is_buggy(ip))
+        self.ranges.iter().any(|r| r.contains(ip))
+            && !(self.avoid_buggy_ips && crate::addresses::is_buggy(ip))
     }
 
     /// Every usable address, in order.
@@ -417,10 +418,16 @@ mod tests {
         assert_eq!(view.key, "default/web");
         assert_eq!(
             view.requested.clone().unwrap(),
-            vec!["10.0.0.5".parse::<Ipv4Addr>().unwrap(), "10.0.0.6".parse().unwrap()]
+            vec![
+                "10.0.0.5".parse::<Ipv4Addr>().unwrap(),
+                "10.0.0.6".parse().unwrap()
+            ]
         );
         assert_eq!(view.current, vec!["10.0.0.5".parse::<Ipv4Addr>().unwrap()]);
-        assert_eq!((view.pool.as_deref(), view.sharing_key.as_deref()), (Some("p"), Some("k")));
+        assert_eq!(
+            (view.pool.as_deref(), view.sharing_key.as_deref()),
+            (Some("p"), Some("k"))
+        );
         assert_eq!(view.ports, vec![("TCP".into(), 80), ("UDP".into(), 53)]);
         let mut both = svc.clone();
         both.spec.as_mut().unwrap().load_balancer_ip = Some("10.0.0.7".into());

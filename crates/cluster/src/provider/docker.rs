@@ -215,6 +215,9 @@ impl Provider for DockerProvider {
                 driver: Some("default".into()),
                 config: Some(vec![IpamConfig {
                     subnet: Some(spec.subnet.clone()),
+                    // Docker's own allocations (containers other than nodes) stay in the lower
+                    // half: the top is the metallb addon's default pool.
+                    ip_range: lower_half(&spec.subnet),
                     gateway: Some(spec.gateway.to_string()),
                     ..Default::default()
                 }]),
@@ -804,5 +807,25 @@ mod tests {
             port_in_message("Error starting userland proxy: listen tcp4 127.0.0.1:80: bind: address already in use").as_deref(),
             Some("127.0.0.1:80")
         );
+    }
+}
+
+/// The lower half of an IPv4 CIDR (`172.30.7.0/24` → `172.30.7.0/25`).
+fn lower_half(subnet: &str) -> Option<String> {
+    let (ip, len) = subnet.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l < 32)?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    Some(format!("{ip}/{}", len + 1))
+}
+
+#[cfg(test)]
+mod ip_range_tests {
+    #[test]
+    fn docker_allocates_from_the_lower_half() {
+        assert_eq!(
+            super::lower_half("172.30.7.0/24").as_deref(),
+            Some("172.30.7.0/25")
+        );
+        assert_eq!(super::lower_half("nonsense"), None);
     }
 }

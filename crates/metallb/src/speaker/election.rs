@@ -58,7 +58,10 @@ pub fn elect(
     let mut out = Vec::new();
     for svc in services {
         for ip in &svc.ips {
-            let Some(pool) = pools.iter().find(|p| p.invalid.is_none() && p.contains(*ip)) else {
+            let Some(pool) = pools
+                .iter()
+                .find(|p| p.invalid.is_none() && p.contains(*ip))
+            else {
                 continue;
             };
             let ads: Vec<&L2Advertisement> = advertisements
@@ -174,7 +177,9 @@ mod tests {
         let only_c_for_q = L2Advertisement {
             pools: vec!["q".into()],
             node_selectors: vec![LabelSelector {
-                match_labels: Some([("kubernetes.io/hostname".to_string(), "c".to_string())].into()),
+                match_labels: Some(
+                    [("kubernetes.io/hostname".to_string(), "c".to_string())].into(),
+                ),
                 match_expressions: None,
             }],
             interfaces: vec!["eth0".into()],
@@ -182,12 +187,27 @@ mod tests {
         };
         let three = nodes(&["a", "b", "c"]);
         // No advertisement selects p: not announced.
-        assert!(elect(&[svc([10, 0, 0, 1])], &pools, std::slice::from_ref(&only_c_for_q), &three).is_empty());
+        assert!(elect(
+            &[svc([10, 0, 0, 1])],
+            &pools,
+            std::slice::from_ref(&only_c_for_q),
+            &three
+        )
+        .is_empty());
         let got = elect(&[svc([10, 0, 1, 1])], &pools, &[only_c_for_q], &three);
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].node.as_str(), got[0].interfaces.clone()), ("c", vec!["eth0".to_string()]));
+        assert_eq!(
+            (got[0].node.as_str(), got[0].interfaces.clone()),
+            ("c", vec!["eth0".to_string()])
+        );
         // Outside every pool: not ours.
-        assert!(elect(&[svc([192, 168, 0, 1])], &pools, &[L2Advertisement::default()], &three).is_empty());
+        assert!(elect(
+            &[svc([192, 168, 0, 1])],
+            &pools,
+            &[L2Advertisement::default()],
+            &three
+        )
+        .is_empty());
     }
 
     #[test]

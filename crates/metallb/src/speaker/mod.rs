@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use kube::api::DynamicObject;
 use tokio::sync::Notify;
 
 use crate::controller::{l2_resource, pool_resource, reflect, reflect_dynamic};
@@ -142,7 +142,10 @@ impl Stores {
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter(|p| {
-                condition_true(p.status.as_ref().and_then(|s| s.conditions.as_ref()), "Ready")
+                condition_true(
+                    p.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                    "Ready",
+                )
             })
             .filter_map(|p| p.spec.as_ref()?.node_name.clone())
             .collect();
@@ -151,8 +154,10 @@ impl Stores {
             .state()
             .iter()
             .map(|n| {
-                let ready =
-                    condition_true(n.status.as_ref().and_then(|s| s.conditions.as_ref()), "Ready");
+                let ready = condition_true(
+                    n.status.as_ref().and_then(|s| s.conditions.as_ref()),
+                    "Ready",
+                );
                 (
                     n.name_any(),
                     NodeView {
@@ -173,7 +178,10 @@ impl Stores {
             })
             .map(|s| {
                 let view = ServiceView::from_service(s);
-                let local = s.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref())
+                let local = s
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.external_traffic_policy.as_deref())
                     == Some("Local");
                 let local_nodes = local.then(|| {
                     slices
@@ -184,9 +192,7 @@ impl Stores {
                                     == Some(&s.name_any())
                         })
                         .flat_map(|slice| slice.endpoints.iter())
-                        .filter(|e| {
-                            e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
-                        })
+                        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
                         .filter_map(|e| e.node_name.clone())
                         .collect()
                 });
@@ -197,7 +203,12 @@ impl Stores {
                 }
             })
             .collect();
-        let pools: Vec<Pool> = self.pools.state().iter().map(|p| Pool::from_object(p)).collect();
+        let pools: Vec<Pool> = self
+            .pools
+            .state()
+            .iter()
+            .map(|p| Pool::from_object(p))
+            .collect();
         let advertisements: Vec<L2Advertisement> = self
             .advertisements
             .state()
@@ -242,7 +253,11 @@ pub async fn run(client: kube::Client, node: &str, namespace: &str) -> Result<()
     tasks.spawn(reflect(services, Api::all(client.clone()), notify.clone()));
     tasks.spawn(reflect(slices, Api::all(client.clone()), notify.clone()));
     tasks.spawn(reflect(nodes, Api::all(client.clone()), notify.clone()));
-    tasks.spawn(reflect_pods(pods, Api::namespaced(client.clone(), namespace), notify.clone()));
+    tasks.spawn(reflect_pods(
+        pods,
+        Api::namespaced(client.clone(), namespace),
+        notify.clone(),
+    ));
     tasks.spawn(reflect_dynamic(
         pools,
         Api::namespaced_with(client.clone(), namespace, &pool_resource()),
@@ -275,10 +290,8 @@ pub async fn run(client: kube::Client, node: &str, namespace: &str) -> Result<()
             .into_iter()
             .filter(|a| a.node == node)
             .collect();
-        let wanted: BTreeMap<Ipv4Addr, Vec<String>> = mine
-            .iter()
-            .map(|a| (a.ip, a.interfaces.clone()))
-            .collect();
+        let wanted: BTreeMap<Ipv4Addr, Vec<String>> =
+            mine.iter().map(|a| (a.ip, a.interfaces.clone())).collect();
         let previous = owned.read().map(|o| o.clone()).unwrap_or_default();
         if previous != wanted {
             if let Ok(mut o) = owned.write() {
@@ -296,12 +309,9 @@ pub async fn run(client: kube::Client, node: &str, namespace: &str) -> Result<()
         }
         let mut still = HashMap::new();
         for a in &mine {
-            let Some(svc) = stores
-                .services
-                .state()
-                .into_iter()
-                .find(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == a.service)
-            else {
+            let Some(svc) = stores.services.state().into_iter().find(|s| {
+                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == a.service
+            }) else {
                 continue;
             };
             let key = (svc.uid().unwrap_or_default(), a.ip);
@@ -311,7 +321,10 @@ pub async fn run(client: kube::Client, node: &str, namespace: &str) -> Result<()
                         &svc.object_ref(&()),
                         "Normal",
                         "nodeAssigned",
-                        format!("announcing {} from node {node:?} with protocol \"layer2\"", a.ip),
+                        format!(
+                            "announcing {} from node {node:?} with protocol \"layer2\"",
+                            a.ip
+                        ),
                     )
                     .await;
             }

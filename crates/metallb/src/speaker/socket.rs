@@ -114,7 +114,10 @@ impl ArpSocket {
             )
         };
         if fd < 0 {
-            return Err(socket_error("open an AF_PACKET socket (needs CAP_NET_RAW)", "any"));
+            return Err(socket_error(
+                "open an AF_PACKET socket (needs CAP_NET_RAW)",
+                "any",
+            ));
         }
         // SAFETY: fd is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
