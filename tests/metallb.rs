@@ -1,0 +1,337 @@
+//! The `metallb` addon end to end (issue 9, part M): on a 3-node `kubelab up` cluster driven by
+//! the real kubectl, `kubelab addons enable metallb` gives LoadBalancer Services addresses from
+//! the default pool (the top of the cluster's Docker network) and the speaker answers ARP for
+//! them, so `curl` from the host reaches the pods; requested addresses, an exhausted pool,
+//! the cleanup finalizer, `configure`, `list` and `disable`.
+//!
+//! Like tests/network.rs these need a Docker engine (`.ci/run` starts one) and fail, saying so,
+//! without it. A `Cluster` guard runs `kubelab down` even when a test panics. The node image is
+//! built under its own tag so that other suites building the default image meanwhile do not
+//! swap the binary under this one.
+
+mod common;
+#[path = "common/docker.rs"]
+mod docker_support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{eventually, run_with_deadline, Kubectl, Output};
+use docker_support::{build_test_image, engine_with_node_image, kubelab};
+
+const UP_DEADLINE: Duration = Duration::from_secs(400);
+const WAIT: Duration = Duration::from_secs(180);
+/// How soon a LoadBalancer Service must have its address ("within seconds").
+const ASSIGN: Duration = Duration::from_secs(20);
+const IMAGE: &str = "kubelab-test/busybox:1";
+const NODE_IMAGE: &str = "kubelab/node:test-metallb";
+
+fn require_docker() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let scratch = std::env::temp_dir().join("kubelab-metallb-tests.kubeconfig");
+        engine_with_node_image(&scratch, Some(NODE_IMAGE))?;
+        build_test_image(IMAGE).map_err(|e| format!("the busybox test image: {e}"))
+    });
+    if let Err(message) = ready {
+        panic!("{message}");
+    }
+}
+
+struct Cluster {
+    name: String,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    fn up(name: &str) -> Cluster {
+        require_docker();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("config");
+        let _ = kubelab(&kubeconfig, &["down", name], Duration::from_secs(60));
+        let cluster = Cluster {
+            name: name.to_owned(),
+            _dir: dir,
+            kubeconfig,
+        };
+        cluster.kubelab_ok(
+            &["up", "--name", name, "--nodes", "3", "--wait", "180s", "--image", NODE_IMAGE],
+            UP_DEADLINE,
+        );
+        cluster.kubelab_ok(&["load", "image", IMAGE, "--name", name], WAIT);
+        cluster
+    }
+
+    fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
+        kubelab(&self.kubeconfig, args, deadline)
+    }
+
+    fn kubelab_ok(&self, args: &[&str], deadline: Duration) -> String {
+        let out = self.kubelab(args, deadline);
+        assert!(
+            out.success(),
+            "kubelab {args:?}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&Kubectl::new("1.32").path);
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        run_with_deadline(cmd, None, Duration::from_secs(60))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.success(),
+            "kubectl {args:?}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    fn apply(&self, manifest: &str) {
+        let mut cmd = Command::new(&Kubectl::new("1.32").path);
+        cmd.args(["apply", "-f", "-"])
+            .env("KUBECONFIG", &self.kubeconfig);
+        let out = run_with_deadline(cmd, Some(manifest), Duration::from_secs(60));
+        assert!(
+            out.success(),
+            "kubectl apply:\n{}{}\n{manifest}",
+            out.stdout,
+            out.stderr
+        );
+    }
+
+    /// The EXTERNAL-IP column of `kubectl get svc NAME`.
+    fn external_ip(&self, service: &str) -> String {
+        let out = self.ok(&["get", "svc", service, "--no-headers"]);
+        common::columns(&out).get(3).unwrap_or(&"").to_string()
+    }
+
+    /// Waits for the Service's EXTERNAL-IP and returns it.
+    fn wait_external_ip(&self, service: &str, deadline: Duration) -> String {
+        eventually(&format!("an EXTERNAL-IP for {service}"), deadline, || {
+            let ip = self.external_ip(service);
+            ip.parse::<std::net::Ipv4Addr>().ok().map(|_| ip)
+        })
+    }
+
+    /// `kubectl get events` about one object, as "REASON MESSAGE" lines.
+    fn events(&self, namespace: &str, kind: &str, name: &str) -> String {
+        self.ok(&[
+            "get", "events", "-n", namespace,
+            "--field-selector", &format!("involvedObject.kind={kind},involvedObject.name={name}"),
+            "-o", "custom-columns=REASON:.reason,MESSAGE:.message", "--no-headers",
+        ])
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
+        if !out.success() {
+            eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
+        }
+    }
+}
+
+/// `curl http://IP/` from the host: the body, or why not.
+fn curl(ip: &str) -> Result<String, String> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-m", "5", &format!("http://{ip}/")]);
+    let out = run_with_deadline(cmd, None, Duration::from_secs(10));
+    if out.success() {
+        Ok(out.stdout.trim().to_owned())
+    } else {
+        Err(format!("{}{}", out.stdout, out.stderr))
+    }
+}
+
+/// A Deployment whose pods answer HTTP on port 80 with their name.
+fn web(name: &str, replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {IMAGE}
+        env:
+        - name: POD
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        command: ["sh", "-c", "mkdir -p /www && echo $POD > /www/index.html && exec httpd -f -p 80 -h /www"]
+        readinessProbe:
+          tcpSocket: {{port: 80}}
+          periodSeconds: 1
+"#
+    )
+}
+
+fn load_balancer(name: &str, app: &str, annotations: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  annotations: {{{annotations}}}
+spec:
+  type: LoadBalancer
+  selector: {{app: {app}}}
+  ports: [{{port: 80, targetPort: 80}}]
+"#
+    )
+}
+
+/// Acceptance 5 and 7 (metallb): addresses from the default pool reach the pods from the
+/// host; the cleanup finalizer; a requested address; an exhausted pool; freeing on delete;
+/// `configure`, `list`; the BGP kinds accepted as unsupported; `disable` removes everything.
+#[test]
+fn load_balancer_addresses_reach_pods_from_the_host() {
+    let cluster = Cluster::up("mlb");
+    let out = cluster.kubelab_ok(&["addons", "enable", "metallb", "--name", "mlb"], WAIT);
+    assert!(out.contains("enabled metallb"), "{out}");
+    let range = cluster.ok(&[
+        "get", "ipaddresspools.metallb.io", "default", "-n", "metallb-system",
+        "-o", "jsonpath={.spec.addresses[0]}",
+    ]);
+    let (first, last) = range.split_once('-').expect("a range A-B");
+    assert!(first.ends_with(".224") && last.ends_with(".254"), "{range}");
+    let prefix = first.trim_end_matches("224");
+    eventually("the controller and 3 speakers ready", WAIT, || {
+        let out = cluster.ok(&["get", "pods", "-n", "metallb-system", "--no-headers"]);
+        let ready = out
+            .lines()
+            .filter(|l| common::columns(l).get(1) == Some(&"1/1"))
+            .count();
+        (ready == 4).then_some(())
+    });
+
+    // kubectl expose: an address from the pool within seconds, and the pods from the host.
+    cluster.apply(&web("web", 2));
+    cluster.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    cluster.ok(&["expose", "deploy", "web", "--type=LoadBalancer", "--port", "80"]);
+    let started = Instant::now();
+    let ip = cluster.wait_external_ip("web", ASSIGN);
+    let assigned_in = started.elapsed();
+    assert_eq!(ip, format!("{prefix}224"), "the first address of the pool");
+    let body = eventually("curl http://<ip>/ from the host", WAIT, || curl(&ip).ok());
+    assert!(body.starts_with("web-"), "{body}");
+    eprintln!("address assigned in {assigned_in:?}");
+    let finalizers = cluster.ok(&["get", "svc", "web", "-o", "jsonpath={.metadata.finalizers}"]);
+    assert!(
+        finalizers.contains("service.kubernetes.io/load-balancer-cleanup"),
+        "{finalizers}"
+    );
+    let pool = cluster.ok(&[
+        "get", "svc", "web", "-o", "jsonpath={.metadata.annotations.metallb\\.io/ip-allocated-from-pool}",
+    ]);
+    assert_eq!(pool, "default");
+    let events = cluster.events("default", "Service", "web");
+    assert!(events.contains("IPAllocated"), "{events}");
+    eventually("a nodeAssigned event from the elected speaker", WAIT, || {
+        cluster
+            .events("default", "Service", "web")
+            .contains("nodeAssigned")
+            .then_some(())
+    });
+
+    // A second Service asks for a specific address (MetalLB's annotation).
+    let wanted = format!("{prefix}230");
+    cluster.apply(&load_balancer(
+        "web2",
+        "web",
+        &format!("metallb.universe.tf/loadBalancerIPs: {wanted}"),
+    ));
+    assert_eq!(cluster.wait_external_ip("web2", ASSIGN), wanted);
+    let body = eventually("curl the requested address", WAIT, || curl(&wanted).ok());
+    assert!(body.starts_with("web-"), "{body}");
+
+    // configure: the pool shrinks to the two addresses in use; a third Service stays pending
+    // with an event saying the pool is exhausted.
+    let narrow = format!("{prefix}224-{prefix}225");
+    cluster.kubelab_ok(&["addons", "configure", "metallb", "--range", &narrow, "--name", "mlb"], WAIT);
+    eventually("web2 loses the address outside the new range", WAIT, || {
+        (cluster.external_ip("web2") == "<pending>").then_some(())
+    });
+    let events = eventually("web2's AllocationFailed event", WAIT, || {
+        let events = cluster.events("default", "Service", "web2");
+        events.contains("AllocationFailed").then_some(events)
+    });
+    assert!(events.contains("not allowed in config"), "{events}");
+    cluster.apply(&load_balancer("web3", "web", ""));
+    assert_eq!(cluster.wait_external_ip("web3", ASSIGN), format!("{prefix}225"));
+    cluster.apply(&load_balancer("web4", "web", ""));
+    let events = eventually("web4's AllocationFailed event", WAIT, || {
+        let events = cluster.events("default", "Service", "web4");
+        events.contains("AllocationFailed").then_some(events)
+    });
+    assert!(events.contains("no available IPs"), "{events}");
+    assert_eq!(cluster.external_ip("web4"), "<pending>");
+    let list = cluster.kubelab_ok(&["addons", "list", "--name", "mlb"], WAIT);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("metallb "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        line.contains("enabled") && line.contains(&format!("pool default: {narrow} (2 of 2 used)")),
+        "{line}"
+    );
+
+    // Deleting a Service frees its address (the finalizer goes away with it): web4 gets it.
+    cluster.ok(&["delete", "svc", "web", "--timeout=60s"]);
+    let gone = cluster.kubectl(&["get", "svc", "web"]);
+    assert!(!gone.success() && gone.stderr.contains("NotFound"), "{}", gone.stderr);
+    assert_eq!(cluster.wait_external_ip("web4", ASSIGN), format!("{prefix}224"));
+    let body = eventually("curl web4's address", WAIT, || curl(&format!("{prefix}224")).ok());
+    assert!(body.starts_with("web-"), "{body}");
+
+    // The BGP kinds are accepted and reported as unsupported.
+    cluster.apply(
+        "apiVersion: metallb.io/v1beta1\nkind: BGPPeer\nmetadata: {name: peer, namespace: metallb-system}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.1}\n",
+    );
+    eventually("the BGPPeer marked unsupported", WAIT, || {
+        let reason = cluster.ok(&[
+            "get", "bgppeers.metallb.io", "peer", "-n", "metallb-system",
+            "-o", "jsonpath={.status.conditions[0].reason}",
+        ]);
+        (reason == "Unsupported").then_some(())
+    });
+
+    // disable removes everything the addon made, addresses on Services included.
+    let out = cluster.kubelab_ok(&["addons", "disable", "metallb", "--name", "mlb"], WAIT);
+    assert!(out.contains("disabled metallb"), "{out}");
+    eventually("metallb-system and the CRDs gone", WAIT, || {
+        let ns = cluster.kubectl(&["get", "namespace", "metallb-system"]);
+        let crds = cluster.ok(&["get", "crd", "-o", "name"]);
+        (!ns.success() && !crds.contains("metallb.io")).then_some(())
+    });
+    for svc in ["web2", "web3", "web4"] {
+        assert_eq!(cluster.external_ip(svc), "<pending>", "{svc}");
+        let annotations = cluster.ok(&["get", "svc", svc, "-o", "jsonpath={.metadata.annotations}"]);
+        assert!(!annotations.contains("metallb.io/ip-allocated-from-pool"), "{annotations}");
+    }
+    for kind in ["clusterrole", "clusterrolebinding"] {
+        let names = cluster.ok(&["get", kind, "-o", "name"]);
+        assert!(!names.contains("metallb"), "{kind}: {names}");
+    }
+    let list = cluster.kubelab_ok(&["addons", "list", "--name", "mlb"], WAIT);
+    assert!(
+        list.lines().any(|l| l.starts_with("metallb ") && l.contains("disabled")),
+        "{list}"
+    );
+}
