@@ -58,7 +58,9 @@ impl Cluster {
             kubeconfig,
         };
         cluster.kubelab_ok(
-            &["up", "--name", name, "--nodes", "3", "--wait", "180s", "--image", NODE_IMAGE],
+            &[
+                "up", "--name", name, "--nodes", "3", "--wait", "180s", "--image", NODE_IMAGE,
+            ],
             UP_DEADLINE,
         );
         cluster.kubelab_ok(&["load", "image", IMAGE, "--name", name], WAIT);
@@ -127,9 +129,15 @@ impl Cluster {
     /// `kubectl get events` about one object, as "REASON MESSAGE" lines.
     fn events(&self, namespace: &str, kind: &str, name: &str) -> String {
         self.ok(&[
-            "get", "events", "-n", namespace,
-            "--field-selector", &format!("involvedObject.kind={kind},involvedObject.name={name}"),
-            "-o", "custom-columns=REASON:.reason,MESSAGE:.message", "--no-headers",
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            &format!("involvedObject.kind={kind},involvedObject.name={name}"),
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+            "--no-headers",
         ])
     }
 }
@@ -206,8 +214,13 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     let out = cluster.kubelab_ok(&["addons", "enable", "metallb", "--name", "mlb"], WAIT);
     assert!(out.contains("enabled metallb"), "{out}");
     let range = cluster.ok(&[
-        "get", "ipaddresspools.metallb.io", "default", "-n", "metallb-system",
-        "-o", "jsonpath={.spec.addresses[0]}",
+        "get",
+        "ipaddresspools.metallb.io",
+        "default",
+        "-n",
+        "metallb-system",
+        "-o",
+        "jsonpath={.spec.addresses[0]}",
     ]);
     let (first, last) = range.split_once('-').expect("a range A-B");
     assert!(first.ends_with(".224") && last.ends_with(".254"), "{range}");
@@ -224,7 +237,14 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     // kubectl expose: an address from the pool within seconds, and the pods from the host.
     cluster.apply(&web("web", 2));
     cluster.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
-    cluster.ok(&["expose", "deploy", "web", "--type=LoadBalancer", "--port", "80"]);
+    cluster.ok(&[
+        "expose",
+        "deploy",
+        "web",
+        "--type=LoadBalancer",
+        "--port",
+        "80",
+    ]);
     let started = Instant::now();
     let ip = cluster.wait_external_ip("web", ASSIGN);
     let assigned_in = started.elapsed();
@@ -238,17 +258,25 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
         "{finalizers}"
     );
     let pool = cluster.ok(&[
-        "get", "svc", "web", "-o", "jsonpath={.metadata.annotations.metallb\\.io/ip-allocated-from-pool}",
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.metadata.annotations.metallb\\.io/ip-allocated-from-pool}",
     ]);
     assert_eq!(pool, "default");
     let events = cluster.events("default", "Service", "web");
     assert!(events.contains("IPAllocated"), "{events}");
-    eventually("a nodeAssigned event from the elected speaker", WAIT, || {
-        cluster
-            .events("default", "Service", "web")
-            .contains("nodeAssigned")
-            .then_some(())
-    });
+    eventually(
+        "a nodeAssigned event from the elected speaker",
+        WAIT,
+        || {
+            cluster
+                .events("default", "Service", "web")
+                .contains("nodeAssigned")
+                .then_some(())
+        },
+    );
 
     // A second Service asks for a specific address (MetalLB's annotation).
     let wanted = format!("{prefix}230");
@@ -264,7 +292,18 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     // configure: the pool shrinks to the two addresses in use; a third Service stays pending
     // with an event saying the pool is exhausted.
     let narrow = format!("{prefix}224-{prefix}225");
-    cluster.kubelab_ok(&["addons", "configure", "metallb", "--range", &narrow, "--name", "mlb"], WAIT);
+    cluster.kubelab_ok(
+        &[
+            "addons",
+            "configure",
+            "metallb",
+            "--range",
+            &narrow,
+            "--name",
+            "mlb",
+        ],
+        WAIT,
+    );
     eventually("web2 loses the address outside the new range", WAIT, || {
         (cluster.external_ip("web2") == "<pending>").then_some(())
     });
@@ -274,7 +313,10 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     });
     assert!(events.contains("not allowed in config"), "{events}");
     cluster.apply(&load_balancer("web3", "web", ""));
-    assert_eq!(cluster.wait_external_ip("web3", ASSIGN), format!("{prefix}225"));
+    assert_eq!(
+        cluster.wait_external_ip("web3", ASSIGN),
+        format!("{prefix}225")
+    );
     cluster.apply(&load_balancer("web4", "web", ""));
     let events = eventually("web4's AllocationFailed event", WAIT, || {
         let events = cluster.events("default", "Service", "web4");
@@ -295,9 +337,18 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     // Deleting a Service frees its address (the finalizer goes away with it): web4 gets it.
     cluster.ok(&["delete", "svc", "web", "--timeout=60s"]);
     let gone = cluster.kubectl(&["get", "svc", "web"]);
-    assert!(!gone.success() && gone.stderr.contains("NotFound"), "{}", gone.stderr);
-    assert_eq!(cluster.wait_external_ip("web4", ASSIGN), format!("{prefix}224"));
-    let body = eventually("curl web4's address", WAIT, || curl(&format!("{prefix}224")).ok());
+    assert!(
+        !gone.success() && gone.stderr.contains("NotFound"),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(
+        cluster.wait_external_ip("web4", ASSIGN),
+        format!("{prefix}224")
+    );
+    let body = eventually("curl web4's address", WAIT, || {
+        curl(&format!("{prefix}224")).ok()
+    });
     assert!(body.starts_with("web-"), "{body}");
 
     // The BGP kinds are accepted and reported as unsupported.
@@ -306,8 +357,13 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     );
     eventually("the BGPPeer marked unsupported", WAIT, || {
         let reason = cluster.ok(&[
-            "get", "bgppeers.metallb.io", "peer", "-n", "metallb-system",
-            "-o", "jsonpath={.status.conditions[0].reason}",
+            "get",
+            "bgppeers.metallb.io",
+            "peer",
+            "-n",
+            "metallb-system",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
         ]);
         (reason == "Unsupported").then_some(())
     });
@@ -322,8 +378,12 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     });
     for svc in ["web2", "web3", "web4"] {
         assert_eq!(cluster.external_ip(svc), "<pending>", "{svc}");
-        let annotations = cluster.ok(&["get", "svc", svc, "-o", "jsonpath={.metadata.annotations}"]);
-        assert!(!annotations.contains("metallb.io/ip-allocated-from-pool"), "{annotations}");
+        let annotations =
+            cluster.ok(&["get", "svc", svc, "-o", "jsonpath={.metadata.annotations}"]);
+        assert!(
+            !annotations.contains("metallb.io/ip-allocated-from-pool"),
+            "{annotations}"
+        );
     }
     for kind in ["clusterrole", "clusterrolebinding"] {
         let names = cluster.ok(&["get", kind, "-o", "name"]);
@@ -331,7 +391,8 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     }
     let list = cluster.kubelab_ok(&["addons", "list", "--name", "mlb"], WAIT);
     assert!(
-        list.lines().any(|l| l.starts_with("metallb ") && l.contains("disabled")),
+        list.lines()
+            .any(|l| l.starts_with("metallb ") && l.contains("disabled")),
         "{list}"
     );
 }

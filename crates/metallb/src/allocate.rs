@@ -113,7 +113,7 @@ fn from_pool(pool: &Pool, svc: &ServiceView, usage: &Usage) -> Option<Ipv4Addr> 
         }
     }
     pool.addresses()
-        .find(|ip| !usage.users.get(ip).is_some_and(|u| !u.is_empty()))
+        .find(|ip| usage.users.get(ip).is_none_or(|u| u.is_empty()))
 }
 
 fn keep_current(

@@ -167,7 +167,7 @@ impl ArpSocket {
                     }),
                 };
             }
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some((n as usize, from.sll_ifindex)));
