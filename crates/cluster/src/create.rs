@@ -453,9 +453,16 @@ impl Run<'_> {
         for addon in &spec.addons {
             let client = self.client.clone().expect("set by the API action");
             let manifests = crate::addons::render(addon, &facts)?;
-            action(progress, &format!("Installing addon {}", addon.name), async {
-                Ok(((), crate::addons::install(&client, &addon.name, &manifests).await?))
-            })
+            action(
+                progress,
+                &format!("Installing addon {}", addon.name),
+                async {
+                    Ok((
+                        (),
+                        crate::addons::install(&client, &addon.name, &manifests).await?,
+                    ))
+                },
+            )
             .await?;
         }
 
