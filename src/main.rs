@@ -7,6 +7,7 @@ mod controller_manager;
 mod dns;
 mod down;
 mod export;
+mod ingress;
 mod kubeconfig;
 mod list;
 mod load;
@@ -80,6 +81,8 @@ enum Command {
     Secrets(secrets::SecretsArgs),
     /// Run MetalLB's controller or layer-2 speaker (the `metallb` addon's pods run them).
     Metallb(metallb::MetallbArgs),
+    /// Run the ingress controller (the `ingress` addon's pods run it).
+    Ingress(ingress::IngressArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -143,6 +146,7 @@ fn main() -> std::process::ExitCode {
             Command::Dns(args) => dns::run(args).await,
             Command::Secrets(args) => secrets::run(args).await,
             Command::Metallb(args) => metallb::run(args).await,
+            Command::Ingress(args) => ingress::run(args).await,
             Command::NodeInit(_) => unreachable!("node-init runs without the runtime"),
         }
     });
