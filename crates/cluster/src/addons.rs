@@ -23,6 +23,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../addons/coredns/coredns.yaml"),
     ),
     (
+        "ingress/addon.yaml",
+        include_str!("../../../addons/ingress/addon.yaml"),
+    ),
+    (
+        "ingress/ingress.yaml",
+        include_str!("../../../addons/ingress/ingress.yaml"),
+    ),
+    (
         "metallb/addon.yaml",
         include_str!("../../../addons/metallb/addon.yaml"),
     ),
