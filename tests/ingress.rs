@@ -489,3 +489,364 @@ spec:
         .to_owned();
     assert!(line.contains("disabled"), "{}", list.stdout);
 }
+
+// ---------------------------------------------------------------------------------------
+// The proxy's features against `kubelab server` on the host (no Docker): `kubelab ingress`
+// runs as a child process on loopback ports with the admin kubeconfig; the backends are
+// HTTP servers of this test on 127.0.0.1, named by hand-made EndpointSlices.
+
+mod local {
+    use std::convert::Infallible;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::process::{Child, Stdio};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::{Frame, Incoming};
+    use hyper::{Request, Response};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+    /// A `kubelab ingress` child process, killed on drop.
+    pub struct Controller {
+        pub child: Child,
+        pub http: u16,
+        pub https: u16,
+    }
+
+    impl Drop for Controller {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    pub fn start_controller(server: &common::TestServer) -> Controller {
+        let (http, https) = (free_port(), free_port());
+        let log = std::fs::File::create(server.root().join("ingress.log")).expect("log");
+        let child = Command::new(common::kubelab_bin())
+            .args(["ingress", "--kubeconfig"])
+            .arg(server.kubeconfig_path())
+            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .args(["--https-listen", &format!("127.0.0.1:{https}")])
+            .args(["--publish-status-address", "127.0.0.1"])
+            .env("RUST_LOG", "info,kubelab_ingress=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kubelab ingress");
+        Controller { child, http, https }
+    }
+
+    fn text(body: String) -> Response<Body> {
+        Response::new(Full::new(Bytes::from(body)).boxed())
+    }
+
+    /// The echo backend: the request as text; `/stream` sends "first", then "second" once
+    /// `release` is notified; an Upgrade request gets 101 and its bytes echoed.
+    async fn echo(
+        name: &'static str,
+        mut request: Request<Incoming>,
+        release: Arc<Notify>,
+    ) -> Result<Response<Body>, Infallible> {
+        if request.headers().contains_key("upgrade") {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buffer = [0u8; 1024];
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    while let Ok(n) = io.read(&mut buffer).await {
+                        if n == 0 || io.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut response = Response::new(Full::new(Bytes::new()).boxed());
+            *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            response
+                .headers_mut()
+                .insert("upgrade", "websocket".parse().unwrap());
+            response
+                .headers_mut()
+                .insert("connection", "Upgrade".parse().unwrap());
+            return Ok(response);
+        }
+        if request.uri().path() == "/stream" {
+            let stream = futures::stream::unfold(0, move |step| {
+                let release = release.clone();
+                async move {
+                    match step {
+                        0 => Some((Ok(Frame::data(Bytes::from("first\n"))), 1)),
+                        1 => {
+                            release.notified().await;
+                            Some((Ok(Frame::data(Bytes::from("second\n"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            return Ok(Response::new(StreamBody::new(stream).boxed()));
+        }
+        let mut out = format!(
+            "backend={name}\npath={}\n",
+            request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("")
+        );
+        for header in [
+            "host",
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-forwarded-proto",
+        ] {
+            let value = request
+                .headers()
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            out.push_str(&format!("{header}={value}\n"));
+        }
+        let body = request.into_body().collect().await.map(|b| b.to_bytes().len());
+        out.push_str(&format!("body={}\n", body.unwrap_or(0)));
+        Ok(text(out))
+    }
+
+    /// Serves the echo backend on a loopback port (over TLS with `tls`); its address.
+    pub async fn backend(
+        name: &'static str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        release: Arc<Notify>,
+    ) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tls, release) = (tls.clone(), release.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |r| echo(name, r, release.clone()));
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = match tls {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => builder.serve_connection_with_upgrades(TokioIo::new(s), service).await,
+                            Err(_) => return,
+                        },
+                        None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                    };
+                });
+            }
+        });
+        address
+    }
+
+    /// A TLS acceptor with a throw-away self-signed certificate.
+    pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+        let pair = kubelab_pki::generate_ca("backend.test").unwrap();
+        let certs = rustls_pemfile::certs(&mut pair.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut pair.key_pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// A Service without selector and its EndpointSlice naming `address`.
+    pub fn service(name: &str, address: Option<SocketAddr>) -> String {
+        let endpoints = match address {
+            Some(a) => format!(
+                "endpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\nports: [{{name: http, port: {}, protocol: TCP}}]",
+                a.ip(),
+                a.port()
+            ),
+            None => "endpoints: []\nports: [{name: http, port: 80, protocol: TCP}]".to_owned(),
+        };
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80, protocol: TCP}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\n{endpoints}\n---\n"
+        )
+    }
+
+    /// Sends `request` on a new connection to 127.0.0.1:`port`; reads until `until` is in
+    /// what came back (or 5 s passed); the bytes read.
+    pub fn raw(stream: &mut TcpStream, request: &[u8], until: &str) -> String {
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        stream.write_all(request).unwrap();
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(until) {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+}
+
+/// X-Forwarded-* headers, HTTPS on the listener, 503 without endpoints, app-root,
+/// proxy-body-size, backend-protocol HTTPS, rewrite-target with capture groups, WebSocket and
+/// streaming pass-through, and the status address, against a host `kubelab server`.
+#[test]
+fn proxy_features_against_a_local_api_server() {
+    use std::sync::Arc;
+    let server = common::TestServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (echo, secure) = runtime.block_on(async {
+        (
+            local::backend("echo", None, release.clone()).await,
+            local::backend("secure", Some(local::tls_acceptor()), release.clone()).await,
+        )
+    });
+    let kubectl = Kubectl::new("1.32");
+    let mut manifest = String::from(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\nspec: {controller: k8s.io/ingress-nginx}\n---\n",
+    );
+    manifest.push_str(&local::service("echo", Some(echo)));
+    manifest.push_str(&local::service("secure", Some(secure)));
+    manifest.push_str(&local::service("empty", None));
+    let ingress = |name: &str, annotations: &str, host: &str, paths: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n{paths}---\n"
+        )
+    };
+    manifest.push_str(&ingress(
+        "plain",
+        "",
+        "p.test",
+        &format!(
+            "{}{}",
+            path("/", "Prefix", "echo"),
+            path("/none", "Prefix", "empty")
+        ),
+    ));
+    manifest.push_str(&ingress(
+        "root",
+        "nginx.ingress.kubernetes.io/app-root: /app",
+        "root.test",
+        &path("/", "Prefix", "echo"),
+    ));
+    manifest.push_str(&ingress(
+        "small",
+        "nginx.ingress.kubernetes.io/proxy-body-size: 1k",
+        "small.test",
+        &path("/", "Prefix", "echo"),
+    ));
+    manifest.push_str(&ingress(
+        "secure",
+        "nginx.ingress.kubernetes.io/backend-protocol: HTTPS",
+        "b.test",
+        &path("/", "Prefix", "secure"),
+    ));
+    manifest.push_str(&ingress(
+        "regex",
+        "nginx.ingress.kubernetes.io/rewrite-target: /$2, nginx.ingress.kubernetes.io/use-regex: \"true\"",
+        "r.test",
+        &path("\"/something(/|$)(.*)\"", "ImplementationSpecific", "echo"),
+    ));
+    server.ok_stdin(&kubectl, &["apply", "-f", "-"], &manifest);
+    let controller = local::start_controller(&server);
+    let get = |host: &str, path: &str, extra: &[&str]| {
+        let url = format!("http://127.0.0.1:{}{path}", controller.http);
+        let header = format!("Host: {host}");
+        let mut args = vec!["-H", header.as_str()];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args)
+    };
+    let first = eventually("the controller serves p.test", WAIT, || {
+        get("p.test", "/x?q=1", &[]).ok().filter(|r| r.status == 200)
+    });
+    let port = controller.http.to_string();
+    for line in [
+        "backend=echo",
+        "path=/x?q=1",
+        "host=p.test",
+        "x-forwarded-for=127.0.0.1",
+        "x-real-ip=127.0.0.1",
+        "x-forwarded-host=p.test",
+        &format!("x-forwarded-port={port}"),
+        "x-forwarded-proto=http",
+    ] {
+        assert!(first.body.lines().any(|l| l == line), "{line} not in {first:?}");
+    }
+    // HTTPS on the listener (the fallback certificate: no tls section).
+    let resolve = format!("p.test:{}:127.0.0.1", controller.https);
+    let url = format!("https://p.test:{}/", controller.https);
+    let secure_reply = curl(&["-k", "--resolve", &resolve, &url]).expect("https");
+    assert!(
+        secure_reply.body.contains("x-forwarded-proto=https"),
+        "{secure_reply:?}"
+    );
+    let none = get("p.test", "/none", &[]).unwrap();
+    assert_eq!(none.status, 503, "{none:?}");
+    let root = get("root.test", "/", &[]).unwrap();
+    assert_eq!((root.status, root.location.as_str()), (302, "http://root.test/app"));
+    let big = "x".repeat(2048);
+    let small = get("small.test", "/", &["--data-binary", &big]).unwrap();
+    assert_eq!(small.status, 413, "{small:?}");
+    let fits = get("small.test", "/", &["--data-binary", "0123456789"]).unwrap();
+    assert!(fits.body.contains("body=10"), "{fits:?}");
+    let tls_backend = get("b.test", "/", &[]).unwrap();
+    assert!(tls_backend.body.contains("backend=secure"), "{tls_backend:?}");
+    let rewritten = get("r.test", "/something/new?a=1", &[]).unwrap();
+    assert!(rewritten.body.contains("path=/new?a=1"), "{rewritten:?}");
+
+    // WebSocket: the upgrade goes through, then bytes flow both ways.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", controller.http)).unwrap();
+    let head = local::raw(
+        &mut stream,
+        b"GET /ws HTTP/1.1\r\nHost: p.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let echoed = local::raw(&mut stream, b"hello through the tunnel", "tunnel");
+    assert_eq!(echoed, "hello through the tunnel");
+
+    // Streaming: the first chunk arrives while the backend still holds the second.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", controller.http)).unwrap();
+    let part = local::raw(
+        &mut stream,
+        b"GET /stream HTTP/1.1\r\nHost: p.test\r\n\r\n",
+        "first",
+    );
+    assert!(part.contains("first") && !part.contains("second"), "{part}");
+    release.notify_one();
+    let rest = local::raw(&mut stream, b"", "second");
+    assert!(rest.contains("second"), "{rest}");
+
+    // Status: the configured address.
+    eventually("the Ingress status shows 127.0.0.1", WAIT, || {
+        let ip = server.ok(
+            &kubectl,
+            &[
+                "get",
+                "ingress",
+                "plain",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ],
+        );
+        (ip.trim() == "127.0.0.1").then_some(())
+    });
+    drop(controller);
+}

@@ -59,15 +59,16 @@ impl Clients {
         plain.set_connect_timeout(Some(CONNECT_TIMEOUT));
         plain.set_nodelay(true);
         plain.enforce_http(false);
-        let tls = |alpn: &[&[u8]]| {
-            let mut config = crate::tls::backend_client_config();
-            config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_or_http()
-                .enable_http1()
-                .enable_http2()
-                .wrap_connector(plain.clone())
+        // The connector sets ALPN itself: http/1.1 or h2.
+        let tls = |http2: bool| {
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(crate::tls::backend_client_config())
+                .https_or_http();
+            if http2 {
+                builder.enable_http2().wrap_connector(plain.clone())
+            } else {
+                builder.enable_http1().wrap_connector(plain.clone())
+            }
         };
         let pooled = || {
             let mut builder = Client::builder(TokioExecutor::new());
@@ -76,9 +77,9 @@ impl Clients {
         };
         Clients {
             http: pooled().build(plain.clone()),
-            https: pooled().build(tls(&[b"http/1.1"])),
+            https: pooled().build(tls(false)),
             h2c: pooled().http2_only(true).build(plain.clone()),
-            h2: pooled().http2_only(true).build(tls(&[b"h2"])),
+            h2: pooled().http2_only(true).build(tls(true)),
         }
     }
 
