@@ -73,8 +73,8 @@ impl Cluster {
         let https = format!("127.0.0.1:{}:443", cluster.https);
         let out = cluster.kubelab(
             &[
-                "up", "--name", name, "--nodes", "3", "--wait", "180s", "--port", &http,
-                "--port", &https,
+                "up", "--name", name, "--nodes", "3", "--wait", "180s", "--port", &http, "--port",
+                &https,
             ],
             UP_DEADLINE,
         );
@@ -205,8 +205,14 @@ impl Reply {
 /// `curl ARGS` (no retries, 10 s at most).
 fn curl(args: &[&str]) -> Result<Reply, String> {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code} %{redirect_url}"])
-        .args(args);
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code} %{redirect_url}",
+    ])
+    .args(args);
     let out = run_with_deadline(cmd, None, Duration::from_secs(20));
     if !out.success() {
         return Err(format!("curl {args:?}: {}", out.stderr.trim()));
@@ -269,9 +275,14 @@ fn path(path: &str, kind: &str, service: &str) -> String {
 
 /// A self-signed certificate and key for `host` (openssl), as files in `dir`.
 fn certificate(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
+    let (cert, key) = (
+        dir.join(format!("{host}.crt")),
+        dir.join(format!("{host}.key")),
+    );
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
         .arg(format!("/CN={host}"))
         .arg("-addext")
         .arg(format!("subjectAltName=DNS:{host}"))
@@ -333,7 +344,9 @@ fn ingress_addon_routes_tls_scaling_and_disable() {
     });
     assert_eq!(first.body, "a /");
     eventually("a.test /api reaches B", WAIT, || {
-        lab.get("a.test", "/api").ok().filter(|r| r.is(200, "b /api"))
+        lab.get("a.test", "/api")
+            .ok()
+            .filter(|r| r.is(200, "b /api"))
     });
     for (path, status, body) in [
         ("/api/v1", 404, "b 404"),
@@ -418,11 +431,21 @@ spec:
     let resolve = format!("s.test:{}:127.0.0.1", lab.https);
     let url = format!("https://s.test:{}/", lab.https);
     // curl verifies the served certificate against the Secret's: only that one passes.
-    eventually("HTTPS for s.test with the Secret's certificate", WAIT, || {
-        curl(&["--resolve", &resolve, "--cacert", &cert.to_string_lossy(), &url])
+    eventually(
+        "HTTPS for s.test with the Secret's certificate",
+        WAIT,
+        || {
+            curl(&[
+                "--resolve",
+                &resolve,
+                "--cacert",
+                &cert.to_string_lossy(),
+                &url,
+            ])
             .ok()
             .filter(|r| r.is(200, "b /"))
-    });
+        },
+    );
     let fallback = curl(&["--resolve", &resolve, &url]);
     assert!(
         fallback.is_err(),
@@ -444,7 +467,9 @@ spec:
     );
     lab.ok(&["scale", "deployment/web-b", "--replicas=1"]);
     eventually("a.test /api answers 200 again", WAIT, || {
-        lab.get("a.test", "/api").ok().filter(|r| r.is(200, "b /api"))
+        lab.get("a.test", "/api")
+            .ok()
+            .filter(|r| r.is(200, "b /api"))
     });
     let unknown = lab.get("unknown.test", "/").expect("curl");
     assert_eq!(unknown.status, 404, "{unknown:?}");
@@ -618,7 +643,11 @@ mod local {
                 .unwrap_or("");
             out.push_str(&format!("{header}={value}\n"));
         }
-        let body = request.into_body().collect().await.map(|b| b.to_bytes().len());
+        let body = request
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len());
         out.push_str(&format!("body={}\n", body.unwrap_or(0)));
         Ok(text(out))
     }
@@ -635,14 +664,24 @@ mod local {
             while let Ok((stream, _)) = listener.accept().await {
                 let (tls, release) = (tls.clone(), release.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |r| echo(name, r, release.clone()));
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let service =
+                        hyper::service::service_fn(move |r| echo(name, r, release.clone()));
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     let _ = match tls {
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => builder.serve_connection_with_upgrades(TokioIo::new(s), service).await,
+                            Ok(s) => {
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(s), service)
+                                    .await
+                            }
                             Err(_) => return,
                         },
-                        None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                        None => {
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await
+                        }
                     };
                 });
             }
@@ -774,7 +813,9 @@ fn proxy_features_against_a_local_api_server() {
         curl(&args)
     };
     let first = eventually("the controller serves p.test", WAIT, || {
-        get("p.test", "/x?q=1", &[]).ok().filter(|r| r.status == 200)
+        get("p.test", "/x?q=1", &[])
+            .ok()
+            .filter(|r| r.status == 200)
     });
     let port = controller.http.to_string();
     for line in [
@@ -787,7 +828,10 @@ fn proxy_features_against_a_local_api_server() {
         &format!("x-forwarded-port={port}"),
         "x-forwarded-proto=http",
     ] {
-        assert!(first.body.lines().any(|l| l == line), "{line} not in {first:?}");
+        assert!(
+            first.body.lines().any(|l| l == line),
+            "{line} not in {first:?}"
+        );
     }
     // HTTPS on the listener (the fallback certificate: no tls section).
     let resolve = format!("p.test:{}:127.0.0.1", controller.https);
@@ -800,14 +844,20 @@ fn proxy_features_against_a_local_api_server() {
     let none = get("p.test", "/none", &[]).unwrap();
     assert_eq!(none.status, 503, "{none:?}");
     let root = get("root.test", "/", &[]).unwrap();
-    assert_eq!((root.status, root.location.as_str()), (302, "http://root.test/app"));
+    assert_eq!(
+        (root.status, root.location.as_str()),
+        (302, "http://root.test/app")
+    );
     let big = "x".repeat(2048);
     let small = get("small.test", "/", &["--data-binary", &big]).unwrap();
     assert_eq!(small.status, 413, "{small:?}");
     let fits = get("small.test", "/", &["--data-binary", "0123456789"]).unwrap();
     assert!(fits.body.contains("body=10"), "{fits:?}");
     let tls_backend = get("b.test", "/", &[]).unwrap();
-    assert!(tls_backend.body.contains("backend=secure"), "{tls_backend:?}");
+    assert!(
+        tls_backend.body.contains("backend=secure"),
+        "{tls_backend:?}"
+    );
     let rewritten = get("r.test", "/something/new?a=1", &[]).unwrap();
     assert!(rewritten.body.contains("path=/new?a=1"), "{rewritten:?}");
 

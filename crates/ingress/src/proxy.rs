@@ -262,7 +262,11 @@ async fn handle(
             Decision::Route {
                 rule,
                 path_and_query,
-            } => (rule.backend.clone(), path_and_query, rule.options.body_limit),
+            } => (
+                rule.backend.clone(),
+                path_and_query,
+                rule.options.body_limit,
+            ),
         };
     drop(table);
     if let (Some(limit), Some(length)) = (body_limit, request.body().size_hint().exact()) {
@@ -273,7 +277,16 @@ async fn handle(
             ));
         }
     }
-    Ok(forward(&proxy, &backend, request, &upstream_path, &host, body_limit, connection).await)
+    Ok(forward(
+        &proxy,
+        &backend,
+        request,
+        &upstream_path,
+        &host,
+        body_limit,
+        connection,
+    )
+    .await)
 }
 
 async fn forward(
@@ -308,7 +321,11 @@ async fn forward(
     set(&mut headers, "x-real-ip", &client_ip);
     set(&mut headers, "x-forwarded-for", &client_ip);
     set(&mut headers, "x-forwarded-host", host);
-    set(&mut headers, "x-forwarded-port", &connection.port.to_string());
+    set(
+        &mut headers,
+        "x-forwarded-port",
+        &connection.port.to_string(),
+    );
     set(&mut headers, "x-forwarded-proto", scheme);
     set(&mut headers, "x-forwarded-scheme", scheme);
     set(&mut headers, "x-scheme", scheme);
@@ -476,10 +493,7 @@ pub async fn serve(listeners: Listeners, shared: Arc<Shared>) -> Result<(), Erro
             let listener = bind(address).await?;
             let config = crate::tls::server_config(shared.resolver.clone())?;
             tracing::info!(%address, "serving HTTPS");
-            Some((
-                listener,
-                tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-            ))
+            Some((listener, tokio_rustls::TlsAcceptor::from(Arc::new(config))))
         }
         None => None,
     };
@@ -508,7 +522,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_upgrades_stay() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade, x-private"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-private"),
+        );
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert("x-private", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));

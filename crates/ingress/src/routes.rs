@@ -172,7 +172,11 @@ fn is_ours(ingress: &Ingress, classes: &[Arc<IngressClass>], config: &ClassConfi
     let ours = |class: &IngressClass| {
         class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(&config.controller)
     };
-    if let Some(name) = ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+    if let Some(name) = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+    {
         return classes
             .iter()
             .any(|c| c.metadata.name.as_deref() == Some(name) && ours(c));
@@ -301,9 +305,11 @@ impl<'a> Resolver<'a> {
         let Some(spec) = &svc.spec else {
             return Vec::new();
         };
-        let Some(service_port) = spec.ports.iter().flatten().find(|p| {
-            p.port.to_string() == port || p.name.as_deref().is_some_and(|n| n == port)
-        }) else {
+        let Some(service_port) =
+            spec.ports.iter().flatten().find(|p| {
+                p.port.to_string() == port || p.name.as_deref().is_some_and(|n| n == port)
+            })
+        else {
             return Vec::new();
         };
         if spec.type_.as_deref() == Some("ExternalName") {
@@ -416,7 +422,11 @@ impl Table {
             let name = ingress.metadata.name.clone().unwrap_or_default();
             table.ingresses.push((namespace.clone(), name.clone()));
             let options = Arc::new(Options::from_annotations(
-                ingress.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+                ingress
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .unwrap_or(&BTreeMap::new()),
             ));
             let Some(spec) = &ingress.spec else { continue };
             for tls in spec.tls.iter().flatten() {
@@ -528,7 +538,7 @@ impl Table {
         }
         table
             .wildcards
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         table
     }
 
@@ -673,7 +683,10 @@ mod tests {
                 services: vec![service("a", 80), service("b", 80)],
                 slices: vec![
                     slice("a", &[("10.244.1.2", Some(true)), ("10.244.2.2", None)]),
-                    slice("b", &[("10.244.1.3", Some(true)), ("10.244.2.3", Some(false))]),
+                    slice(
+                        "b",
+                        &[("10.244.1.3", Some(true)), ("10.244.2.3", Some(false))],
+                    ),
                 ],
             }
         }
@@ -782,8 +795,16 @@ mod tests {
     #[test]
     fn hosts_exact_then_wildcard_then_catch_all() {
         let world = World::new(vec![
-            simple("exact", Some("x.example.com"), vec![path("/", "Prefix", "a")]),
-            simple("wild", Some("*.example.com"), vec![path("/", "Prefix", "b")]),
+            simple(
+                "exact",
+                Some("x.example.com"),
+                vec![path("/", "Prefix", "a")],
+            ),
+            simple(
+                "wild",
+                Some("*.example.com"),
+                vec![path("/", "Prefix", "b")],
+            ),
             simple("any", None, vec![path("/catch", "Prefix", "a")]),
         ]);
         let t = world.table();
@@ -822,13 +843,20 @@ mod tests {
         let t = World::new(vec![regex]).table();
         assert_eq!(route(&t, "r.test", "/something", false), "b /");
         assert_eq!(route(&t, "r.test", "/something/", false), "b /");
-        assert_eq!(route(&t, "r.test", "/something/new?a=b", false), "b /new?a=b");
+        assert_eq!(
+            route(&t, "r.test", "/something/new?a=b", false),
+            "b /new?a=b"
+        );
         assert_eq!(route(&t, "r.test", "/nothing", false), "404");
     }
 
     #[test]
     fn regex_on_one_ingress_applies_to_the_whole_host() {
-        let plain = simple("plain", Some("h.test"), vec![path("/v[0-9]", "Prefix", "a")]);
+        let plain = simple(
+            "plain",
+            Some("h.test"),
+            vec![path("/v[0-9]", "Prefix", "a")],
+        );
         let regex = ingress(json!({
             "metadata": {"name": "re", "namespace": "default",
                          "annotations": {"nginx.ingress.kubernetes.io/use-regex": "true"}},
@@ -901,7 +929,10 @@ mod tests {
         let Decision::Route { rule, .. } = t.decide("a.test", "/", false) else {
             panic!()
         };
-        assert_eq!(rule.backend.endpoints, ["10.244.1.2:8080", "10.244.2.2:8080"]);
+        assert_eq!(
+            rule.backend.endpoints,
+            ["10.244.1.2:8080", "10.244.2.2:8080"]
+        );
         let first: Vec<&str> = rule.backend.candidates().collect();
         let second: Vec<&str> = rule.backend.candidates().collect();
         assert_eq!(first.len(), 2);
@@ -919,14 +950,20 @@ mod tests {
     #[test]
     fn classes_default_legacy_and_foreign() {
         let mut world = World::new(vec![
-            ingress(json!({"metadata": {"name": "no-class", "namespace": "default"},
-                           "spec": {"rules": [{"host": "n.test", "http": {"paths": [path("/", "Prefix", "a")]}}]}})),
-            ingress(json!({"metadata": {"name": "legacy", "namespace": "default",
+            ingress(
+                json!({"metadata": {"name": "no-class", "namespace": "default"},
+                           "spec": {"rules": [{"host": "n.test", "http": {"paths": [path("/", "Prefix", "a")]}}]}}),
+            ),
+            ingress(
+                json!({"metadata": {"name": "legacy", "namespace": "default",
                                         "annotations": {LEGACY_CLASS_ANNOTATION: "nginx"}},
-                           "spec": {"rules": [{"host": "l.test", "http": {"paths": [path("/", "Prefix", "a")]}}]}})),
-            ingress(json!({"metadata": {"name": "other", "namespace": "default"},
+                           "spec": {"rules": [{"host": "l.test", "http": {"paths": [path("/", "Prefix", "a")]}}]}}),
+            ),
+            ingress(
+                json!({"metadata": {"name": "other", "namespace": "default"},
                            "spec": {"ingressClassName": "traefik",
-                                    "rules": [{"host": "t.test", "http": {"paths": [path("/", "Prefix", "a")]}}]}})),
+                                    "rules": [{"host": "t.test", "http": {"paths": [path("/", "Prefix", "a")]}}]}}),
+            ),
         ]);
         let t = world.table();
         let names: Vec<&str> = t.ingresses.iter().map(|(_, n)| n.as_str()).collect();

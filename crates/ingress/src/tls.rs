@@ -54,7 +54,10 @@ impl CertificateStore {
             .iter()
             .filter_map(|s| {
                 Some((
-                    (s.metadata.namespace.as_deref()?, s.metadata.name.as_deref()?),
+                    (
+                        s.metadata.namespace.as_deref()?,
+                        s.metadata.name.as_deref()?,
+                    ),
                     s.as_ref(),
                 ))
             })
@@ -236,7 +239,10 @@ mod tests {
         secret.type_ = Some("kubernetes.io/tls".into());
         secret.data = Some(
             [
-                ("tls.crt".to_owned(), ByteString(generated.cert.pem().into_bytes())),
+                (
+                    "tls.crt".to_owned(),
+                    ByteString(generated.cert.pem().into_bytes()),
+                ),
                 (
                     "tls.key".to_owned(),
                     ByteString(generated.signing_key.serialize_pem().into_bytes()),

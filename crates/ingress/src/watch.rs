@@ -45,10 +45,7 @@ impl Shared {
 
     /// The current routing table.
     pub fn table(&self) -> Arc<Table> {
-        self.table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Swaps in a new table and certificates; the first call makes the listeners start.
@@ -158,7 +155,10 @@ async fn publish(
         .iter()
         .filter_map(|i| {
             Some((
-                (i.metadata.namespace.as_deref()?, i.metadata.name.as_deref()?),
+                (
+                    i.metadata.namespace.as_deref()?,
+                    i.metadata.name.as_deref()?,
+                ),
                 i.as_ref(),
             ))
         })
@@ -181,7 +181,9 @@ async fn set_status(client: &kube::Client, namespace: &str, name: &str, addresse
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => tracing::info!(ingress = %format!("{namespace}/{name}"), ?addresses, "status updated"),
+        Ok(_) => {
+            tracing::info!(ingress = %format!("{namespace}/{name}"), ?addresses, "status updated")
+        }
         Err(e) => {
             tracing::warn!(ingress = %format!("{namespace}/{name}"), error = %e, "cannot update the status")
         }
@@ -320,11 +322,16 @@ mod tests {
             "spec": {"type": "LoadBalancer"}
         }))
         .unwrap();
-        let fallback = vec![json!({"ip": "172.18.0.2"}), json!({"hostname": "lab.local"})];
+        let fallback = vec![
+            json!({"ip": "172.18.0.2"}),
+            json!({"hostname": "lab.local"}),
+        ];
         assert_eq!(config.desired(&[Arc::new(service.clone())]), fallback);
         service.status = Some(
-            serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}]}}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}]}}),
+            )
+            .unwrap(),
         );
         assert_eq!(
             config.desired(&[Arc::new(service)]),
