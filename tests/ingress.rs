@@ -900,3 +900,83 @@ fn proxy_features_against_a_local_api_server() {
     });
     drop(controller);
 }
+
+/// Acceptance 6: with the metallb addon on too, the controller's own Service
+/// `ingress-nginx-controller` gets a load-balancer address from the pool, Ingresses answer on
+/// it from the host (HTTP and HTTPS), and their status shows it.
+#[test]
+fn ingress_answers_on_its_load_balancer_address_with_metallb() {
+    let lab = Cluster::up("kl-ingress-lb");
+    let out = lab.kubelab(&["addons", "enable", "metallb", "--name", &lab.name], WAIT);
+    assert!(
+        out.success(),
+        "kubelab addons enable metallb:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    lab.enable_ingress();
+    let mut manifest = backend("a");
+    manifest.push_str(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web}}\nspec:\n  rules:\n  - host: lb.test\n    http:\n      paths:\n{}",
+        path("/", "Prefix", "web-a"),
+    ));
+    lab.apply(&manifest);
+    lab.ok(&["rollout", "status", "deployment/web-a", "--timeout=180s"]);
+    let ip = eventually("ingress-nginx-controller gets an EXTERNAL-IP", WAIT, || {
+        let ip = lab.ok(&[
+            "-n",
+            "ingress-nginx",
+            "get",
+            "service",
+            "ingress-nginx-controller",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]);
+        Some(ip.trim().to_owned()).filter(|ip| !ip.is_empty())
+    });
+    eventually("lb.test answers on the load-balancer address", WAIT, || {
+        curl(&["-H", "Host: lb.test", &format!("http://{ip}/")])
+            .ok()
+            .filter(|r| r.is(200, "a /"))
+    });
+    let https = curl(&[
+        "-k",
+        "--resolve",
+        &format!("lb.test:443:{ip}"),
+        "https://lb.test/",
+    ])
+    .expect("HTTPS on the load-balancer address");
+    assert!(https.is(200, "a /"), "{https:?}");
+    eventually(
+        "the Ingress status shows the load-balancer address",
+        WAIT,
+        || {
+            let status = lab.ok(&[
+                "get",
+                "ingress",
+                "web",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ]);
+            (status.trim() == ip).then_some(())
+        },
+    );
+    let unknown = curl(&["-H", "Host: nope.test", &format!("http://{ip}/")]).expect("curl");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    // `kubelab addons list` shows the URLs: the published ports and the address.
+    let list = lab.kubelab(&["addons", "list", "--name", &lab.name], WAIT);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ingress "))
+        .unwrap_or_default()
+        .to_owned();
+    for url in [
+        format!("http://127.0.0.1:{}", lab.http),
+        format!("https://127.0.0.1:{}", lab.https),
+        format!("http://{ip}"),
+        format!("https://{ip}"),
+    ] {
+        assert!(line.contains(&url), "{url} not in {line}");
+    }
+}
