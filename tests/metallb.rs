@@ -40,6 +40,13 @@ fn require_docker() {
     }
 }
 
+/// The tests of this file take turns: two 3-node clusters at once on a 2-core machine would
+/// measure the machine, not kubelab.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Cluster {
     name: String,
     _dir: tempfile::TempDir,
@@ -210,6 +217,7 @@ spec:
 /// `configure`, `list`; the BGP kinds accepted as unsupported; `disable` removes everything.
 #[test]
 fn load_balancer_addresses_reach_pods_from_the_host() {
+    let _turn = serial();
     let cluster = Cluster::up("mlb");
     let out = cluster.kubelab_ok(&["addons", "enable", "metallb", "--name", "mlb"], WAIT);
     assert!(out.contains("enabled metallb"), "{out}");
@@ -395,4 +403,133 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
             .any(|l| l.starts_with("metallb ") && l.contains("disabled")),
         "{list}"
     );
+}
+
+/// The MAC the host's neighbour table holds for `ip` (after a request reached it).
+fn host_neighbour(ip: &str) -> Option<String> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["neigh", "show", ip]);
+    let out = run_with_deadline(cmd, None, Duration::from_secs(10));
+    let columns = common::columns(&out.stdout)
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    let at = columns.iter().position(|c| c == "lladdr")?;
+    columns.get(at + 1).cloned()
+}
+
+/// The MAC of a node container on its cluster network.
+fn node_mac(node: &str) -> String {
+    let out = docker_support::docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}",
+        node,
+    ]);
+    assert!(out.success(), "docker inspect {node}: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+/// Whether a `nodeAssigned` event of the Service names `node`.
+fn announced_from(cluster: &Cluster, service: &str, node: &str) -> bool {
+    cluster
+        .events("default", "Service", service)
+        .lines()
+        .any(|l| l.starts_with("nodeAssigned") && l.contains(&format!("from node \"{node}\"")))
+}
+
+/// The speakers' election as documented (crates/metallb/src/speaker/election.rs): the
+/// candidate with the smallest SHA-256 of `<node>#<address>`.
+fn elected<'a>(candidates: &[&'a str], ip: &str) -> &'a str {
+    use sha2::{Digest, Sha256};
+    candidates
+        .iter()
+        .min_by_key(|n| Sha256::digest(format!("{n}#{ip}").as_bytes()))
+        .copied()
+        .expect("candidates")
+}
+
+/// One node answers ARP for an address (the host's neighbour entry is the elected node's MAC,
+/// and its speaker says so in a `nodeAssigned` event); excluding that node moves the address
+/// (gratuitous ARP) and the host keeps reaching the pods; a node labelled
+/// exclude-from-external-load-balancers never announces; `externalTrafficPolicy: Local` is
+/// announced from the node of its endpoint.
+#[test]
+fn one_node_answers_and_the_address_moves() {
+    let _turn = serial();
+    let cluster = Cluster::up("mlb2");
+    cluster.kubelab_ok(&["addons", "enable", "metallb", "--name", "mlb2"], WAIT);
+    let exclude = "node.kubernetes.io/exclude-from-external-load-balancers=";
+    cluster.ok(&["label", "node", "mlb2-server-0", exclude]);
+    eventually("the controller and 3 speakers ready", WAIT, || {
+        let out = cluster.ok(&["get", "pods", "-n", "metallb-system", "--no-headers"]);
+        let ready = out
+            .lines()
+            .filter(|l| common::columns(l).get(1) == Some(&"1/1"))
+            .count();
+        (ready == 4).then_some(())
+    });
+    cluster.apply(&web("web", 2));
+    cluster.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    cluster.apply(&load_balancer("web", "web", ""));
+    let ip = cluster.wait_external_ip("web", ASSIGN);
+    let agents = ["mlb2-agent-0", "mlb2-agent-1"];
+    let winner = elected(&agents, &ip);
+    let other = agents.into_iter().find(|a| *a != winner).unwrap();
+    let winner_mac = node_mac(winner);
+    eventually(
+        "the host reaches the pods through the elected node",
+        WAIT,
+        || {
+            curl(&ip).ok()?;
+            (host_neighbour(&ip)? == winner_mac).then_some(())
+        },
+    );
+    eventually("the elected node's nodeAssigned event", WAIT, || {
+        announced_from(&cluster, "web", winner).then_some(())
+    });
+    assert!(
+        !announced_from(&cluster, "web", "mlb2-server-0"),
+        "an excluded node announced"
+    );
+
+    // Excluding the elected node moves the address to the other agent.
+    cluster.ok(&["label", "node", winner, exclude]);
+    let other_mac = node_mac(other);
+    eventually(
+        "the host reaches the pods through the other agent",
+        WAIT,
+        || {
+            curl(&ip).ok()?;
+            (host_neighbour(&ip)? == other_mac).then_some(())
+        },
+    );
+    assert!(announced_from(&cluster, "web", other));
+    cluster.ok(&[
+        "label",
+        "node",
+        winner,
+        "node.kubernetes.io/exclude-from-external-load-balancers-",
+    ]);
+
+    // externalTrafficPolicy Local: announced from the node of the only endpoint.
+    let solo = web("solo", 1).replace(
+        "      terminationGracePeriodSeconds: 1\n",
+        &format!(
+            "      terminationGracePeriodSeconds: 1\n      nodeSelector: {{kubernetes.io/hostname: {other}}}\n"
+        ),
+    );
+    cluster.apply(&solo);
+    cluster.ok(&["rollout", "status", "deploy/solo", "--timeout=120s"]);
+    cluster.apply(&load_balancer("solo", "solo", "").replace(
+        "  type: LoadBalancer\n",
+        "  type: LoadBalancer\n  externalTrafficPolicy: Local\n",
+    ));
+    let solo_ip = cluster.wait_external_ip("solo", ASSIGN);
+    let body = eventually("curl solo through its endpoint's node", WAIT, || {
+        let body = curl(&solo_ip).ok()?;
+        (host_neighbour(&solo_ip)? == other_mac).then_some(body)
+    });
+    assert!(body.starts_with("solo-"), "{body}");
+    assert!(announced_from(&cluster, "solo", other));
 }

@@ -300,7 +300,7 @@ pub async fn run(client: kube::Client, node: &str, namespace: &str) -> Result<()
             for (ip, interfaces) in &wanted {
                 if !previous.contains_key(ip) {
                     tracing::info!(%ip, "announcing");
-                    announce(*ip, interfaces);
+                    announce(*ip, interfaces.clone(), owned.clone());
                 }
             }
             for ip in previous.keys().filter(|ip| !wanted.contains_key(ip)) {
@@ -339,19 +339,40 @@ pub async fn run(client: kube::Client, node: &str, namespace: &str) -> Result<()
     }
 }
 
-/// Gratuitous ARP for `ip` on the interfaces that may carry it (best effort).
-fn announce(ip: Ipv4Addr, allowed: &[String]) {
-    let Ok(arp_socket) = socket::ArpSocket::open() else {
-        return;
-    };
-    for interface in socket::interfaces().unwrap_or_default().values() {
-        if may_answer(allowed, interface, ip) {
-            for _ in 0..2 {
-                if let Err(e) = arp_socket.send(interface, &arp::gratuitous(ip, interface.mac)) {
-                    tracing::warn!(error = %e, %ip, "gratuitous ARP failed");
+/// When gratuitous ARPs for a newly won address go out, from the takeover. Linux ignores an
+/// update of a neighbour entry younger than its `locktime` (1 s by default): when two speakers
+/// briefly disagree (a readiness change not yet seen by both), the loser's announcement must
+/// not be the last one the host accepted, so the winner repeats past that window.
+const GRATUITOUS_SCHEDULE_MS: &[u64] = &[0, 1200, 2500, 5000];
+
+/// Gratuitous ARP for `ip` on the interfaces that may carry it, on a thread of its own, for
+/// as long as this node still owns the address (best effort).
+fn announce(ip: Ipv4Addr, allowed: Vec<String>, owned: Owned) {
+    let spawned = std::thread::Builder::new()
+        .name("gratuitous-arp".into())
+        .spawn(move || {
+            let Ok(arp_socket) = socket::ArpSocket::open() else {
+                return;
+            };
+            let start = Instant::now();
+            for at in GRATUITOUS_SCHEDULE_MS {
+                let due = Duration::from_millis(*at);
+                std::thread::sleep(due.saturating_sub(start.elapsed()));
+                if !owned.read().is_ok_and(|o| o.contains_key(&ip)) {
+                    return;
+                }
+                for interface in socket::interfaces().unwrap_or_default().values() {
+                    if may_answer(&allowed, interface, ip) {
+                        let frame = arp::gratuitous(ip, interface.mac);
+                        if let Err(e) = arp_socket.send(interface, &frame) {
+                            tracing::warn!(error = %e, %ip, "gratuitous ARP failed");
+                        }
+                    }
                 }
             }
-        }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, %ip, "cannot start the gratuitous ARP thread");
     }
 }
 
