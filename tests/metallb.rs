@@ -57,6 +57,11 @@ struct Cluster {
 
 impl Cluster {
     fn up(name: &str) -> Cluster {
+        Cluster::up_with(name, None)
+    }
+
+    /// `kubelab up`, with the profile text when given (else `--nodes 3`).
+    fn up_with(name: &str, profile: Option<&str>) -> Cluster {
         require_docker();
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("config");
@@ -66,12 +71,18 @@ impl Cluster {
             _dir: dir,
             kubeconfig,
         };
-        cluster.kubelab_ok(
-            &[
-                "up", "--name", name, "--nodes", "3", "--wait", "180s", "--image", NODE_IMAGE,
-            ],
-            UP_DEADLINE,
-        );
+        let profile_path = cluster._dir.path().join("profile.yaml");
+        let mut args = vec![
+            "up", "--name", name, "--wait", "180s", "--image", NODE_IMAGE,
+        ];
+        match profile {
+            Some(text) => {
+                std::fs::write(&profile_path, text).expect("write the profile");
+                args.extend(["--profile", profile_path.to_str().expect("utf-8 path")]);
+            }
+            None => args.extend(["--nodes", "3"]),
+        }
+        cluster.kubelab_ok(&args, UP_DEADLINE);
         cluster.kubelab_ok(&["load", "image", IMAGE, "--name", name], WAIT);
         cluster
     }
@@ -451,16 +462,41 @@ fn elected<'a>(candidates: &[&'a str], ip: &str) -> &'a str {
         .expect("candidates")
 }
 
-/// One node answers ARP for an address (the host's neighbour entry is the elected node's MAC,
-/// and its speaker says so in a `nodeAssigned` event); excluding that node moves the address
+/// `up` with a profile enabling metallb (its pool carved from the network `up` made); one
+/// node answers ARP for an address (the host's neighbour entry is the elected node's MAC, and
+/// its speaker says so in a `nodeAssigned` event); excluding that node moves the address
 /// (gratuitous ARP) and the host keeps reaching the pods; a node labelled
 /// exclude-from-external-load-balancers never announces; `externalTrafficPolicy: Local` is
-/// announced from the node of its endpoint.
+/// announced from the node of its endpoint; a stopped node's addresses move to a live one.
 #[test]
 fn one_node_answers_and_the_address_moves() {
     let _turn = serial();
-    let cluster = Cluster::up("mlb2");
-    cluster.kubelab_ok(&["addons", "enable", "metallb", "--name", "mlb2"], WAIT);
+    let cluster = Cluster::up_with(
+        "mlb2",
+        Some("apiVersion: kubelab.dev/v1alpha1\nkind: Cluster\nname: mlb2\nservers: 1\nagents: 2\naddons:\n  metallb: true\n"),
+    );
+    let range = cluster.ok(&[
+        "get",
+        "ipaddresspools.metallb.io",
+        "default",
+        "-n",
+        "metallb-system",
+        "-o",
+        "jsonpath={.spec.addresses[0]}",
+    ]);
+    let server_ip = cluster.ok(&[
+        "get",
+        "node",
+        "mlb2-server-0",
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let network = server_ip.rsplit_once('.').expect("an IPv4 address").0;
+    assert_eq!(
+        range,
+        format!("{network}.224-{network}.254"),
+        "the pool of the network up made"
+    );
     let exclude = "node.kubernetes.io/exclude-from-external-load-balancers=";
     cluster.ok(&["label", "node", "mlb2-server-0", exclude]);
     eventually("the controller and 3 speakers ready", WAIT, || {
@@ -534,4 +570,21 @@ fn one_node_answers_and_the_address_moves() {
     });
     assert!(body.starts_with("solo-"), "{body}");
     assert!(announced_from(&cluster, "solo", other));
+
+    // The elected node (no longer excluded) has the address back; stopping it moves the
+    // address to the live agent once the node is NotReady (node-monitor grace period, 40 s).
+    eventually("the address back on the elected node", WAIT, || {
+        curl(&ip).ok()?;
+        (host_neighbour(&ip)? == winner_mac).then_some(())
+    });
+    let out = docker_support::docker(&["stop", "-t", "1", winner]);
+    assert!(out.success(), "docker stop {winner}: {}", out.stderr);
+    eventually(
+        "the host reaches the pods through the surviving agent",
+        WAIT,
+        || {
+            curl(&ip).ok()?;
+            (host_neighbour(&ip)? == other_mac).then_some(())
+        },
+    );
 }
