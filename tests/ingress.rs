@@ -851,6 +851,13 @@ fn proxy_features_against_a_local_api_server() {
     let big = "x".repeat(2048);
     let small = get("small.test", "/", &["--data-binary", &big]).unwrap();
     assert_eq!(small.status, 413, "{small:?}");
+    let chunked = get(
+        "small.test",
+        "/",
+        &["-H", "Transfer-Encoding: chunked", "--data-binary", &big],
+    )
+    .unwrap();
+    assert_eq!(chunked.status, 413, "{chunked:?}");
     let fits = get("small.test", "/", &["--data-binary", "0123456789"]).unwrap();
     assert!(fits.body.contains("body=10"), "{fits:?}");
     let tls_backend = get("b.test", "/", &[]).unwrap();

@@ -364,6 +364,12 @@ async fn forward(
         }
         match proxy.clients.send(backend.protocol, outgoing).await {
             Ok(response) => return respond(response, client_upgrade),
+            Err(e) if body_too_large(&e) => {
+                return answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "413 Request Entity Too Large",
+                );
+            }
             Err(e) => {
                 tracing::debug!(backend = %backend.name, endpoint, error = %e, "backend request failed");
                 last_error = e.to_string();
@@ -378,6 +384,18 @@ async fn forward(
         StatusCode::BAD_GATEWAY,
         "502 Bad Gateway: the backend did not answer",
     )
+}
+
+/// The request failed because its (chunked) body went over `proxy-body-size`.
+fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The backend's response on its way back; a 101 joins the two upgraded connections.
