@@ -246,6 +246,17 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
     let (first, last) = range.split_once('-').expect("a range A-B");
     assert!(first.ends_with(".224") && last.ends_with(".254"), "{range}");
     let prefix = first.trim_end_matches("224");
+    // The CRDs' printer columns, as MetalLB's.
+    let pools = cluster.ok(&["get", "ipaddresspools", "-n", "metallb-system"]);
+    assert!(
+        pools.contains("AUTO ASSIGN")
+            && pools
+                .lines()
+                .any(|l| l.starts_with("default ") && l.contains("true") && l.contains(&range)),
+        "{pools}"
+    );
+    let ads = cluster.ok(&["get", "l2advertisements", "-n", "metallb-system"]);
+    assert!(ads.lines().any(|l| l.starts_with("default ")), "{ads}");
     eventually("the controller and 3 speakers ready", WAIT, || {
         let out = cluster.ok(&["get", "pods", "-n", "metallb-system", "--no-headers"]);
         let ready = out
@@ -377,16 +388,17 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
         "apiVersion: metallb.io/v1beta1\nkind: BGPPeer\nmetadata: {name: peer, namespace: metallb-system}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.1}\n",
     );
     eventually("the BGPPeer marked unsupported", WAIT, || {
-        let reason = cluster.ok(&[
-            "get",
-            "bgppeers.metallb.io",
-            "peer",
-            "-n",
-            "metallb-system",
-            "-o",
-            "jsonpath={.status.conditions[0].reason}",
-        ]);
-        (reason == "Unsupported").then_some(())
+        let table = cluster.ok(&["get", "bgppeers", "-n", "metallb-system"]);
+        table
+            .lines()
+            .any(|l| l.starts_with("peer ") && l.contains("Unsupported"))
+            .then_some(())
+    });
+    eventually("the BGPPeer's Unsupported event", WAIT, || {
+        cluster
+            .events("metallb-system", "BGPPeer", "peer")
+            .contains("Unsupported")
+            .then_some(())
     });
 
     // disable removes everything the addon made, addresses on Services included.

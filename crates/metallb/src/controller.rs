@@ -246,6 +246,16 @@ impl State {
                 None => self.forget_service(svc).await?,
             }
         }
+        // A Service that fails again after it got an address (or was deleted) is news again.
+        let failing: std::collections::HashSet<String> = services
+            .iter()
+            .zip(&views)
+            .filter(|(_, view)| {
+                matches!(plan.services.get(&view.key), Some(Outcome::Failed { .. }))
+            })
+            .filter_map(|(svc, _)| svc.uid())
+            .collect();
+        self.failures.retain(|uid, _| failing.contains(uid));
         for pool in &pools {
             self.write_pool(
                 pool,

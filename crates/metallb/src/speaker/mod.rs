@@ -4,8 +4,9 @@
 //! by a thread reading every ARP request on the node (`socket.rs`) and replying with the MAC
 //! of the interface the request came in on — the interface whose network holds the address,
 //! or one the L2Advertisement names. A newly won address is announced at once with a
-//! gratuitous ARP (so a host that knew another node's MAC for it switches), and a Normal
-//! `nodeAssigned` event on the Service says which node announces it.
+//! gratuitous ARP, repeated for 5 s while the node still owns it (so a host that knew another
+//! node's MAC for it switches), and a Normal `nodeAssigned` event on the Service says which
+//! node announces it.
 //!
 //! Traffic that reaches the node for the address is the service proxy's business (the
 //! `status.loadBalancer.ingress` DNAT rules of `crates/proxy`); the speaker never touches
