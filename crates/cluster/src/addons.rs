@@ -365,21 +365,20 @@ pub async fn is_enabled(
     Ok(true)
 }
 
-/// What the addon exposes in a cluster, one entry each: URLs through the server node's
-/// published ports and a Service's LoadBalancer addresses, address pools with their use.
-pub async fn exposures(
-    client: &kube::Client,
-    addon: &Addon,
-    state: &crate::cluster::ClusterState,
-) -> Result<Vec<String>> {
+/// The URLs of `exposes.ports`: through the server node's published ports (`127.0.0.1` for a
+/// mapping on every host address), then on each LoadBalancer address.
+fn urls(
+    exposes: &Exposes,
+    published: &[crate::provider::PortMapping],
+    load_balancer_ips: &[String],
+) -> Vec<String> {
     let scheme = |port: u16| if port == 443 { "https" } else { "http" };
     let mut out = Vec::new();
-    for port in &addon.exposes.ports {
-        let published = state
-            .servers()
-            .flat_map(|n| n.ports.iter())
+    for port in &exposes.ports {
+        let mapping = published
+            .iter()
             .find(|p| p.container_port == *port && p.protocol.eq_ignore_ascii_case("tcp"));
-        if let Some(p) = published {
+        if let Some(p) = mapping {
             let host = match p.host_ip.as_str() {
                 "" | "0.0.0.0" => "127.0.0.1",
                 ip => ip,
@@ -387,6 +386,30 @@ pub async fn exposures(
             out.push(format!("{}://{host}:{}", scheme(*port), p.host_port));
         }
     }
+    for ip in load_balancer_ips {
+        for port in &exposes.ports {
+            out.push(if matches!(port, 80 | 443) {
+                format!("{}://{ip}", scheme(*port))
+            } else {
+                format!("{}://{ip}:{port}", scheme(*port))
+            });
+        }
+    }
+    out
+}
+
+/// What the addon exposes in a cluster, one entry each: URLs through the server node's
+/// published ports and a Service's LoadBalancer addresses, address pools with their use.
+pub async fn exposures(
+    client: &kube::Client,
+    addon: &Addon,
+    state: &crate::cluster::ClusterState,
+) -> Result<Vec<String>> {
+    let published: Vec<crate::provider::PortMapping> = state
+        .servers()
+        .flat_map(|n| n.ports.iter().cloned())
+        .collect();
+    let mut load_balancer_ips = Vec::new();
     if let Some((namespace, name)) = addon
         .exposes
         .load_balancer
@@ -396,25 +419,17 @@ pub async fn exposures(
         let services: Api<k8s_openapi::api::core::v1::Service> =
             Api::namespaced(client.clone(), namespace);
         if let Ok(Some(svc)) = services.get_opt(name).await {
-            let ips = svc
+            load_balancer_ips = svc
                 .status
                 .and_then(|s| s.load_balancer)
                 .and_then(|lb| lb.ingress)
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|i| i.ip);
-            for ip in ips {
-                for port in &addon.exposes.ports {
-                    let default = matches!((scheme(*port), port), ("http", 80) | ("https", 443));
-                    out.push(if default {
-                        format!("{}://{ip}", scheme(*port))
-                    } else {
-                        format!("{}://{ip}:{port}", scheme(*port))
-                    });
-                }
-            }
+                .filter_map(|i| i.ip)
+                .collect();
         }
     }
+    let mut out = urls(&addon.exposes, &published, &load_balancer_ips);
     if addon.exposes.address_pools {
         let resource = kube::discovery::ApiResource::from_gvk_with_plural(
             &kube::core::GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
@@ -518,6 +533,37 @@ mod tests {
         assert!(render(&storage, &facts)
             .unwrap()
             .contains("dev.kubelab.cluster: \"lab\""));
+    }
+
+    #[test]
+    fn exposed_urls_from_published_ports_and_load_balancer_addresses() {
+        let exposes = Exposes {
+            ports: vec![80, 443, 8080],
+            load_balancer: Some("ns/svc".into()),
+            address_pools: false,
+        };
+        let mapping =
+            |host_ip: &str, host_port: u16, container_port: u16| crate::provider::PortMapping {
+                host_ip: host_ip.into(),
+                host_port,
+                container_port,
+                protocol: "tcp".into(),
+            };
+        let published = [
+            mapping("0.0.0.0", 8081, 80),
+            mapping("127.0.0.2", 8443, 443),
+        ];
+        assert_eq!(
+            urls(&exposes, &published, &["172.30.7.224".into()]),
+            [
+                "http://127.0.0.1:8081",
+                "https://127.0.0.2:8443",
+                "http://172.30.7.224",
+                "https://172.30.7.224",
+                "http://172.30.7.224:8080",
+            ]
+        );
+        assert!(urls(&Exposes::default(), &published, &[]).is_empty());
     }
 
     #[test]
