@@ -203,5 +203,39 @@ fn addresses_follow_services_and_survive_a_restart() {
     });
     assert_eq!(external_ip(&server, &k, "b"), "");
     wait_ip(&server, &k, "e", "10.99.0.12");
+
+    // A pool without autoAssign, used through the address-pool annotation; Services with the
+    // same sharing key and distinct ports share an address, a clashing port gets another.
+    server.ok_stdin(
+        &k,
+        &["apply", "-f", "-"],
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: shared, namespace: metallb-system}\nspec: {addresses: [10.99.1.0/31], autoAssign: false}\n",
+    );
+    let shared = |name: &str, port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  annotations: {{metallb.io/address-pool: shared, metallb.universe.tf/allow-shared-ip: k}}\nspec:\n  type: LoadBalancer\n  selector: {{app: {name}}}\n  ports: [{{port: {port}}}]\n"
+        )
+    };
+    server.ok_stdin(&k, &["apply", "-f", "-"], &shared("s1", 80));
+    wait_ip(&server, &k, "s1", "10.99.1.0");
+    server.ok_stdin(&k, &["apply", "-f", "-"], &shared("s2", 443));
+    wait_ip(&server, &k, "s2", "10.99.1.0");
+    server.ok_stdin(&k, &["apply", "-f", "-"], &shared("s3", 80));
+    wait_ip(&server, &k, "s3", "10.99.1.1");
+    eventually("the shared pool's status", WAIT, || {
+        let status = server.ok(
+            &k,
+            &[
+                "get",
+                "ipaddresspools",
+                "shared",
+                "-n",
+                "metallb-system",
+                "-o",
+                "jsonpath={.status.assignedIPv4}/{.status.availableIPv4}",
+            ],
+        );
+        (status == "2/0").then_some(())
+    });
     drop(controller);
 }
