@@ -160,8 +160,16 @@ pub async fn run(args: AddonsArgs) -> anyhow::Result<()> {
         AddonsCommand::Disable { addon, name } => {
             let wanted = addons::require(&addon)?;
             let (client, facts, _) = connect(&name).await?;
+            // The Ingresses whose status the ingress controller wrote: cleared once it is gone.
+            let served = match wanted.name.as_str() {
+                "ingress" => {
+                    kubelab_ingress::served_ingresses(&client, &Default::default()).await?
+                }
+                _ => Vec::new(),
+            };
             let done = addons::uninstall(&client, &wanted, &facts).await?;
             println!("disabled {} in cluster {name} ({done})", wanted.name);
+            kubelab_ingress::clear_statuses(&client, &served).await;
             if wanted.name == "metallb" {
                 let released = release_load_balancer_addresses(&client).await?;
                 if released > 0 {

@@ -502,6 +502,18 @@ spec:
             out.stdout
         );
     }
+    let status = lab.ok(&[
+        "get",
+        "ingress",
+        "web",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress}",
+    ]);
+    assert_eq!(
+        status.trim(),
+        "",
+        "the Ingress status outlived the controller"
+    );
     eventually("nothing answers on port 80", WAIT, || {
         lab.get("a.test", "/").is_err().then_some(())
     });
@@ -878,6 +890,18 @@ fn proxy_features_against_a_local_api_server() {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let echoed = local::raw(&mut stream, b"hello through the tunnel", "tunnel");
     assert_eq!(echoed, "hello through the tunnel");
+    // A route change (a new Ingress, served once the table is rebuilt) leaves the open
+    // connection alone.
+    server.ok_stdin(
+        &kubectl,
+        &["apply", "-f", "-"],
+        &ingress("later", "", "l.test", &path("/", "Prefix", "echo")),
+    );
+    eventually("the new Ingress is served", WAIT, || {
+        get("l.test", "/", &[]).ok().filter(|r| r.status == 200)
+    });
+    let echoed = local::raw(&mut stream, b"still connected", "connected");
+    assert_eq!(echoed, "still connected");
 
     // Streaming: the first chunk arrives while the backend still holds the second.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", controller.http)).unwrap();

@@ -27,7 +27,7 @@ pub use annotations::{parse_size, BackendProtocol, Options};
 pub use proxy::{serve, Listeners};
 pub use routes::{Backend, ClassConfig, Decision, Objects, PathKind, Table};
 pub use tls::{CertificateStore, SniResolver};
-pub use watch::{clear_status, watch, Shared, StatusConfig};
+pub use watch::{clear_status, clear_statuses, served_ingresses, watch, Shared, StatusConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,4 +40,6 @@ pub enum Error {
     Tls(String),
     #[error("the watches of the cluster ended")]
     WatchEnded,
+    #[error("API request failed: {0}")]
+    Api(kube::Error),
 }

@@ -176,6 +176,11 @@ async fn publish(
 
 async fn set_status(client: &kube::Client, namespace: &str, name: &str, addresses: &[Value]) {
     let api: Api<Ingress> = Api::namespaced(client.clone(), namespace);
+    // No address: the field goes (as an Ingress no controller serves has it).
+    let addresses = match addresses {
+        [] => Value::Null,
+        some => Value::from(some.to_vec()),
+    };
     let patch = json!({"status": {"loadBalancer": {"ingress": addresses}}});
     match api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -192,9 +197,47 @@ async fn set_status(client: &kube::Client, namespace: &str, name: &str, addresse
 
 /// Empties the status of the Ingresses served now (on shutdown: nothing serves them after).
 pub async fn clear_status(client: &kube::Client, shared: &Shared) {
-    for (namespace, name) in &shared.table().ingresses {
+    clear_statuses(client, &shared.table().ingresses).await;
+}
+
+/// Empties the load-balancer status of `ingresses` (`(namespace, name)`).
+pub async fn clear_statuses(client: &kube::Client, ingresses: &[(String, String)]) {
+    for (namespace, name) in ingresses {
         set_status(client, namespace, name, &[]).await;
     }
+}
+
+/// The Ingresses a controller with `classes` serves now, read from the API (what `kubelab
+/// addons disable ingress` clears the status of once the controller is gone).
+pub async fn served_ingresses(
+    client: &kube::Client,
+    classes: &ClassConfig,
+) -> Result<Vec<(String, String)>, Error> {
+    let params = kube::api::ListParams::default();
+    let ingresses: Vec<Arc<Ingress>> = Api::<Ingress>::all(client.clone())
+        .list(&params)
+        .await
+        .map_err(Error::Api)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let ingress_classes: Vec<Arc<IngressClass>> = Api::<IngressClass>::all(client.clone())
+        .list(&params)
+        .await
+        .map_err(Error::Api)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let table = Table::build(
+        &Objects {
+            ingresses: &ingresses,
+            classes: &ingress_classes,
+            services: &[],
+            slices: &[],
+        },
+        classes,
+    );
+    Ok(table.ingresses)
 }
 
 fn objects<K>(store: &Store<K>) -> Vec<Arc<K>>
