@@ -633,7 +633,8 @@ mod local {
             return Ok(Response::new(StreamBody::new(stream).boxed()));
         }
         let mut out = format!(
-            "backend={name}\npath={}\n",
+            "backend={name}\nversion={:?}\npath={}\n",
+            request.version(),
             request
                 .uri()
                 .path_and_query()
@@ -814,6 +815,12 @@ fn proxy_features_against_a_local_api_server() {
         "r.test",
         &path("\"/something(/|$)(.*)\"", "ImplementationSpecific", "echo"),
     ));
+    manifest.push_str(&ingress(
+        "grpc",
+        "nginx.ingress.kubernetes.io/backend-protocol: GRPC",
+        "g.test",
+        &path("/", "Prefix", "echo"),
+    ));
     server.ok_stdin(&kubectl, &["apply", "-f", "-"], &manifest);
     let controller = local::start_controller(&server);
     let get = |host: &str, path: &str, extra: &[&str]| {
@@ -876,6 +883,12 @@ fn proxy_features_against_a_local_api_server() {
     assert!(
         tls_backend.body.contains("backend=secure"),
         "{tls_backend:?}"
+    );
+    // backend-protocol GRPC: HTTP/2 without TLS to the pod.
+    let grpc = get("g.test", "/svc.Echo/Call", &[]).unwrap();
+    assert!(
+        grpc.body.contains("version=HTTP/2.0") && grpc.body.contains("path=/svc.Echo/Call"),
+        "{grpc:?}"
     );
     let rewritten = get("r.test", "/something/new?a=1", &[]).unwrap();
     assert!(rewritten.body.contains("path=/new?a=1"), "{rewritten:?}");
