@@ -40,6 +40,17 @@ fn rss_mib(pid: u32, field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// A field of `/proc/PID/smaps_rollup` (PSS: shared pages divided among their users), in MiB.
+fn rollup_mib(pid: u32, field: &str) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -294,6 +305,13 @@ fn main() {
     });
     let rss = rss_mib(pid, "VmRSS:");
     let peak = rss_mib(pid, "VmHWM:");
+    // RSS counts every page of the multi-call binary the agent has mapped, though they are
+    // shared with the server (and every other kubelab process of a node): the kernel maps code
+    // in 64 KiB fault-around windows. The private part and PSS say what the agent itself costs.
+    let anon = rss_mib(pid, "RssAnon:");
+    let file = rss_mib(pid, "RssFile:");
+    let pss = rollup_mib(pid, "Pss:");
+    let private = rollup_mib(pid, "Private_Clean:") + rollup_mib(pid, "Private_Dirty:");
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
     let max = latencies.last().copied().unwrap_or_default();
@@ -329,6 +347,9 @@ fn main() {
         } else {
             "MISSED"
         }
+    );
+    println!(
+        "  of which: anonymous {anon:.1} MiB, binary and libraries {file:.1} MiB; private (USS) {private:.1} MiB, PSS {pss:.1} MiB"
     );
 }
 
