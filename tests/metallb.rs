@@ -119,6 +119,26 @@ impl Cluster {
         out.stdout
     }
 
+    /// Waits for a Deployment's rollout (kubectl's own wait, under a deadline above its
+    /// timeout: the default 60 s of `kubectl` here would cut it short on a loaded machine).
+    fn rollout(&self, deployment: &str) {
+        let mut cmd = Command::new(&Kubectl::new("1.32").path);
+        cmd.args([
+            "rollout",
+            "status",
+            &format!("deploy/{deployment}"),
+            "--timeout=170s",
+        ])
+        .env("KUBECONFIG", &self.kubeconfig);
+        let out = run_with_deadline(cmd, None, WAIT);
+        assert!(
+            out.success(),
+            "kubectl rollout status {deployment}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+
     fn apply(&self, manifest: &str) {
         let mut cmd = Command::new(&Kubectl::new("1.32").path);
         cmd.args(["apply", "-f", "-"])
@@ -268,7 +288,7 @@ fn load_balancer_addresses_reach_pods_from_the_host() {
 
     // kubectl expose: an address from the pool within seconds, and the pods from the host.
     cluster.apply(&web("web", 2));
-    cluster.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    cluster.rollout("web");
     cluster.ok(&[
         "expose",
         "deploy",
@@ -520,7 +540,7 @@ fn one_node_answers_and_the_address_moves() {
         (ready == 4).then_some(())
     });
     cluster.apply(&web("web", 2));
-    cluster.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    cluster.rollout("web");
     cluster.apply(&load_balancer("web", "web", ""));
     let ip = cluster.wait_external_ip("web", ASSIGN);
     let agents = ["mlb2-agent-0", "mlb2-agent-1"];
@@ -570,7 +590,7 @@ fn one_node_answers_and_the_address_moves() {
         ),
     );
     cluster.apply(&solo);
-    cluster.ok(&["rollout", "status", "deploy/solo", "--timeout=120s"]);
+    cluster.rollout("solo");
     cluster.apply(&load_balancer("solo", "solo", "").replace(
         "  type: LoadBalancer\n",
         "  type: LoadBalancer\n  externalTrafficPolicy: Local\n",
