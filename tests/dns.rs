@@ -524,16 +524,13 @@ spec:
 // node image to use (built from this binary).
 
 mod cluster {
-    use std::path::PathBuf;
-    use std::process::Command;
     use std::sync::OnceLock;
-    use std::time::Duration;
 
-    use super::common::{eventually, run_with_deadline, Kubectl, Output};
-    use super::docker_support::{build_test_image, engine_with_node_image, kubelab};
+    use super::common::eventually;
+    pub use super::docker_support::WAIT;
+    use super::docker_support::{build_test_image, engine_with_node_image};
 
     pub const IMAGE: &str = "kubelab-test/busybox:1";
-    pub const WAIT: Duration = Duration::from_secs(180);
 
     fn node_image() -> Option<String> {
         std::env::var("KUBELAB_NODE_IMAGE").ok()
@@ -553,78 +550,22 @@ mod cluster {
         }
     }
 
-    /// A cluster made by a test, removed (with `kubelab down`) when dropped.
-    pub struct Cluster {
-        pub name: String,
-        _dir: tempfile::TempDir,
-        kubeconfig: PathBuf,
-    }
+    pub use super::docker_support::Lab as Cluster;
 
     impl Cluster {
         /// `kubelab up --name NAME --nodes N`, the test image loaded, every node Ready.
-        pub fn up(name: &str, nodes: usize) -> Cluster {
+        pub fn with_nodes(name: &str, nodes: usize) -> Cluster {
             require_docker();
-            let dir = tempfile::tempdir().expect("temp dir");
-            let cluster = Cluster {
-                name: name.to_owned(),
-                kubeconfig: dir.path().join("config"),
-                _dir: dir,
-            };
-            // Leftovers of an earlier, killed run.
-            let _ = cluster.kubelab(&["down", name], Duration::from_secs(60));
+            let cluster = Cluster::new(name);
             let nodes = nodes.to_string();
-            let mut args = vec!["up", "--name", name, "--nodes", &nodes, "--wait", "180s"];
+            let mut args = vec!["--nodes", &nodes];
             let image = node_image();
             if let Some(image) = &image {
                 args.extend(["--image", image]);
             }
-            let out = cluster.kubelab(&args, Duration::from_secs(400));
-            assert!(
-                out.success(),
-                "kubelab up {name}:\n{}\n{}",
-                out.stdout,
-                out.stderr
-            );
-            let out = cluster.kubelab(&["load", "image", IMAGE, "--name", name], WAIT);
-            assert!(out.success(), "kubelab load image:\n{}", out.stderr);
+            cluster.up(&args);
+            cluster.load(IMAGE);
             cluster
-        }
-
-        fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
-            kubelab(&self.kubeconfig, args, deadline)
-        }
-
-        pub fn kubectl(&self, args: &[&str]) -> Output {
-            let mut cmd = Command::new(&Kubectl::new("1.32").path);
-            cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
-            run_with_deadline(cmd, None, Duration::from_secs(60))
-        }
-
-        pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-            let mut cmd = Command::new(&Kubectl::new("1.32").path);
-            cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
-            run_with_deadline(cmd, Some(stdin), Duration::from_secs(60))
-        }
-
-        pub fn ok(&self, args: &[&str]) -> String {
-            let out = self.kubectl(args);
-            assert!(
-                out.success(),
-                "kubectl {args:?}:\n{}\n{}",
-                out.stdout,
-                out.stderr
-            );
-            out.stdout
-        }
-
-        pub fn apply(&self, manifest: &str) {
-            let out = self.kubectl_stdin(&["apply", "-f", "-"], manifest);
-            assert!(out.success(), "kubectl apply:\n{}\n{manifest}", out.stderr);
-        }
-
-        /// `sh -c SCRIPT` in the pod's container.
-        pub fn sh(&self, pod: &str, script: &str) -> Output {
-            self.kubectl(&["exec", pod, "--", "sh", "-c", script])
         }
 
         /// Waits until every pod with label app=APP (COUNT of them) is Running and ready.
@@ -646,15 +587,6 @@ mod cluster {
                     .count();
                 (ready == count && out.stdout.lines().count() == count).then_some(())
             });
-        }
-    }
-
-    impl Drop for Cluster {
-        fn drop(&mut self) {
-            let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
-            if !out.success() {
-                eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
-            }
         }
     }
 }
@@ -727,7 +659,7 @@ fn nslookup_addresses(output: &str) -> Vec<String> {
 /// nodes' network.
 #[test]
 fn cluster_dns_from_pods() {
-    let lab = cluster::Cluster::up("kl-dns", 3);
+    let lab = cluster::Cluster::with_nodes("kl-dns", 3);
     lab.apply(&client_pod("client"));
     // The other DNS policies: the node's resolver, none plus dnsConfig, and the cluster's for a
     // pod in the node's network namespace.

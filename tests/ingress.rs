@@ -18,11 +18,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{eventually, run_with_deadline, Kubectl, Output};
-use docker_support::{build_test_image, engine_with_node_image, kubelab};
+use common::{eventually, run_with_deadline, Kubectl};
+use docker_support::{build_test_image, engine_with_node_image, Lab, WAIT};
 
-const UP_DEADLINE: Duration = Duration::from_secs(400);
-const WAIT: Duration = Duration::from_secs(180);
 const IMAGE: &str = "kubelab-test/busybox:1";
 
 /// Panics, saying how to start one, unless a Docker engine answers; builds the node image
@@ -49,92 +47,34 @@ fn free_port() -> u16 {
 /// A 3-node cluster with the server node's 80 and 443 published on `http` and `https` of
 /// 127.0.0.1 and the test image loaded; removed (`kubelab down`) when dropped.
 struct Cluster {
-    name: String,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    lab: Lab,
     http: u16,
     https: u16,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
 }
 
 impl Cluster {
     fn up(name: &str) -> Cluster {
         require_docker();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("config");
-        let _ = kubelab(&kubeconfig, &["down", name], Duration::from_secs(60));
         let cluster = Cluster {
-            name: name.to_owned(),
-            dir,
-            kubeconfig,
+            lab: Lab::new(name),
             http: free_port(),
             https: free_port(),
         };
         let http = format!("127.0.0.1:{}:80", cluster.http);
         let https = format!("127.0.0.1:{}:443", cluster.https);
-        let out = cluster.kubelab(
-            &[
-                "up", "--name", name, "--nodes", "3", "--wait", "180s", "--port", &http, "--port",
-                &https,
-            ],
-            UP_DEADLINE,
-        );
-        assert!(
-            out.success(),
-            "kubelab up {name}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        let out = cluster.kubelab(&["load", "image", IMAGE, "--name", name], WAIT);
-        assert!(
-            out.success(),
-            "kubelab load image:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        eventually("3 nodes Ready", WAIT, || {
-            let out = cluster.kubectl(&["get", "nodes", "--no-headers"]);
-            (out.stdout
-                .lines()
-                .filter(|l| common::columns(l).get(1) == Some(&"Ready"))
-                .count()
-                == 3)
-                .then_some(())
-        });
         cluster
-    }
-
-    fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
-        kubelab(&self.kubeconfig, args, deadline)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&Kubectl::new("1.32").path);
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
-        run_with_deadline(cmd, None, Duration::from_secs(60))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.success(),
-            "kubectl {args:?}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        out.stdout
-    }
-
-    fn apply(&self, manifest: &str) {
-        let mut cmd = Command::new(&Kubectl::new("1.32").path);
-        cmd.args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &self.kubeconfig);
-        let out = run_with_deadline(cmd, Some(manifest), Duration::from_secs(60));
-        assert!(
-            out.success(),
-            "kubectl apply:\n{}{}\n{manifest}",
-            out.stdout,
-            out.stderr
-        );
+            .lab
+            .up(&["--nodes", "3", "--port", &http, "--port", &https]);
+        cluster.load(IMAGE);
+        cluster.wait_nodes_ready(3);
+        cluster
     }
 
     fn enable_ingress(&self) {
@@ -175,15 +115,6 @@ impl Cluster {
         ])
         .trim()
         .to_owned()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
-        if !out.success() {
-            eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
-        }
     }
 }
 

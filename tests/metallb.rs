@@ -13,16 +13,13 @@ mod common;
 #[path = "common/docker.rs"]
 mod docker_support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{eventually, run_with_deadline, Kubectl, Output};
-use docker_support::{build_test_image, engine_with_node_image, kubelab};
+use common::{eventually, run_with_deadline, Kubectl};
+use docker_support::{build_test_image, engine_with_node_image, Lab as Cluster, WAIT};
 
-const UP_DEADLINE: Duration = Duration::from_secs(400);
-const WAIT: Duration = Duration::from_secs(180);
 /// How soon a LoadBalancer Service must have its address ("within seconds").
 const ASSIGN: Duration = Duration::from_secs(20);
 const IMAGE: &str = "kubelab-test/busybox:1";
@@ -49,32 +46,17 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-struct Cluster {
-    name: String,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
 impl Cluster {
-    fn up(name: &str) -> Cluster {
+    fn three_nodes(name: &str) -> Cluster {
         Cluster::up_with(name, None)
     }
 
     /// `kubelab up`, with the profile text when given (else `--nodes 3`).
     fn up_with(name: &str, profile: Option<&str>) -> Cluster {
         require_docker();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("config");
-        let _ = kubelab(&kubeconfig, &["down", name], Duration::from_secs(60));
-        let cluster = Cluster {
-            name: name.to_owned(),
-            _dir: dir,
-            kubeconfig,
-        };
-        let profile_path = cluster._dir.path().join("profile.yaml");
-        let mut args = vec![
-            "up", "--name", name, "--wait", "180s", "--image", NODE_IMAGE,
-        ];
+        let cluster = Cluster::new(name);
+        let profile_path = cluster.dir.path().join("profile.yaml");
+        let mut args = vec!["--image", NODE_IMAGE];
         match profile {
             Some(text) => {
                 std::fs::write(&profile_path, text).expect("write the profile");
@@ -82,41 +64,9 @@ impl Cluster {
             }
             None => args.extend(["--nodes", "3"]),
         }
-        cluster.kubelab_ok(&args, UP_DEADLINE);
-        cluster.kubelab_ok(&["load", "image", IMAGE, "--name", name], WAIT);
+        cluster.up(&args);
+        cluster.load(IMAGE);
         cluster
-    }
-
-    fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
-        kubelab(&self.kubeconfig, args, deadline)
-    }
-
-    fn kubelab_ok(&self, args: &[&str], deadline: Duration) -> String {
-        let out = self.kubelab(args, deadline);
-        assert!(
-            out.success(),
-            "kubelab {args:?}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        out.stdout
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&Kubectl::new("1.32").path);
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
-        run_with_deadline(cmd, None, Duration::from_secs(60))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.success(),
-            "kubectl {args:?}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        out.stdout
     }
 
     /// Waits for a Deployment's rollout (kubectl's own wait, under a deadline above its
@@ -134,19 +84,6 @@ impl Cluster {
         assert!(
             out.success(),
             "kubectl rollout status {deployment}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-    }
-
-    fn apply(&self, manifest: &str) {
-        let mut cmd = Command::new(&Kubectl::new("1.32").path);
-        cmd.args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &self.kubeconfig);
-        let out = run_with_deadline(cmd, Some(manifest), Duration::from_secs(60));
-        assert!(
-            out.success(),
-            "kubectl apply:\n{}{}\n{manifest}",
             out.stdout,
             out.stderr
         );
@@ -179,15 +116,6 @@ impl Cluster {
             "custom-columns=REASON:.reason,MESSAGE:.message",
             "--no-headers",
         ])
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
-        if !out.success() {
-            eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
-        }
     }
 }
 
@@ -251,7 +179,7 @@ spec:
 #[test]
 fn load_balancer_addresses_reach_pods_from_the_host() {
     let _turn = serial();
-    let cluster = Cluster::up("mlb");
+    let cluster = Cluster::three_nodes("mlb");
     let out = cluster.kubelab_ok(&["addons", "enable", "metallb", "--name", "mlb"], WAIT);
     assert!(out.contains("enabled metallb"), "{out}");
     let range = cluster.ok(&[

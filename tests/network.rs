@@ -13,16 +13,12 @@ mod common;
 mod docker_support;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{eventually, run_with_deadline, Kubectl, Output};
-use docker_support::{build_test_image, docker, engine_with_node_image, kubelab};
+use common::eventually;
+use docker_support::{build_test_image, docker, engine_with_node_image, Lab as Cluster, WAIT};
 
-const UP_DEADLINE: Duration = Duration::from_secs(400);
-const WAIT: Duration = Duration::from_secs(180);
 const IMAGE: &str = "kubelab-test/busybox:1";
 
 /// Panics, saying how to start one, unless a Docker engine answers; builds the node image
@@ -39,90 +35,15 @@ fn require_docker() {
     }
 }
 
-/// A 3-node cluster with the test image loaded, removed (`kubelab down`) when dropped.
-struct Cluster {
-    name: String,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
 impl Cluster {
-    fn up(name: &str) -> Cluster {
+    /// A 3-node cluster with the test image loaded, every node Ready.
+    fn three_nodes(name: &str) -> Cluster {
         require_docker();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("config");
-        let _ = kubelab(&kubeconfig, &["down", name], Duration::from_secs(60));
-        let cluster = Cluster {
-            name: name.to_owned(),
-            _dir: dir,
-            kubeconfig,
-        };
-        let out = cluster.kubelab(
-            &["up", "--name", name, "--nodes", "3", "--wait", "180s"],
-            UP_DEADLINE,
-        );
-        assert!(
-            out.success(),
-            "kubelab up {name}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        let out = cluster.kubelab(&["load", "image", IMAGE, "--name", name], WAIT);
-        assert!(
-            out.success(),
-            "kubelab load image:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        eventually("3 nodes Ready", WAIT, || {
-            let out = cluster.kubectl(&["get", "nodes", "--no-headers"]);
-            (out.stdout
-                .lines()
-                .filter(|l| common::columns(l).get(1) == Some(&"Ready"))
-                .count()
-                == 3)
-                .then_some(())
-        });
+        let cluster = Cluster::new(name);
+        cluster.up(&["--nodes", "3"]);
+        cluster.load(IMAGE);
+        cluster.wait_nodes_ready(3);
         cluster
-    }
-
-    fn kubelab(&self, args: &[&str], deadline: Duration) -> Output {
-        kubelab(&self.kubeconfig, args, deadline)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(&Kubectl::new("1.32").path);
-        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
-        run_with_deadline(cmd, None, Duration::from_secs(60))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.success(),
-            "kubectl {args:?}:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-        out.stdout
-    }
-
-    fn apply(&self, manifest: &str) {
-        let mut cmd = Command::new(&Kubectl::new("1.32").path);
-        cmd.args(["apply", "-f", "-"])
-            .env("KUBECONFIG", &self.kubeconfig);
-        let out = run_with_deadline(cmd, Some(manifest), Duration::from_secs(60));
-        assert!(
-            out.success(),
-            "kubectl apply:\n{}{}\n{manifest}",
-            out.stdout,
-            out.stderr
-        );
-    }
-
-    /// `kubectl exec POD -- sh -c SCRIPT`.
-    fn sh(&self, pod: &str, script: &str) -> Output {
-        self.kubectl(&["exec", pod, "--", "sh", "-c", script])
     }
 
     /// The body of `http://URL` fetched from inside `pod`, or the error.
@@ -163,15 +84,6 @@ impl Cluster {
                 _ => None,
             })
             .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let out = self.kubelab(&["down", &self.name], Duration::from_secs(120));
-        if !out.success() {
-            eprintln!("cleanup of cluster {} failed: {}", self.name, out.stderr);
-        }
     }
 }
 
@@ -263,7 +175,7 @@ fn reaches_api_server(cluster: &Cluster, pod: &str) -> Result<(), String> {
 /// reach the API server at 10.96.0.1.
 #[test]
 fn pods_reach_pods_on_other_nodes() {
-    let lab = Cluster::up("kl-net-routes");
+    let lab = Cluster::three_nodes("kl-net-routes");
     let nodes: Vec<String> = lab.node_ips().into_iter().map(|(n, _)| n).collect();
     assert_eq!(nodes.len(), 3);
     let mut manifest = format!(
@@ -400,7 +312,7 @@ fn distinct(names: &[String]) -> std::collections::BTreeSet<&str> {
 /// "connection refused" without ready endpoints.
 #[test]
 fn services_through_the_proxy() {
-    let lab = Cluster::up("kl-net-svc");
+    let lab = Cluster::three_nodes("kl-net-svc");
     let nodes: Vec<(String, String)> = lab.node_ips();
     assert_eq!(nodes.len(), 3);
     let mut manifest = format!(
