@@ -6,9 +6,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
 #[derive(clap::Args)]
 pub struct DnsArgs {
     /// UDP and TCP address to answer on.
@@ -30,19 +27,7 @@ pub struct DnsArgs {
 }
 
 pub async fn run(args: DnsArgs) -> anyhow::Result<()> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::incluster().context(
-            "not in a pod (no service account token or KUBERNETES_SERVICE_HOST); pass --kubeconfig",
-        )?,
-    };
-    let client = kube::Client::try_from(config).context("cannot build an API client")?;
+    let client = crate::client::kubeconfig_or_in_cluster(args.kubeconfig.as_deref()).await?;
     let upstream = kubelab_dns::Upstream::from_resolv_conf(
         &args.resolv_conf,
         Duration::from_millis(args.upstream_timeout_ms),

@@ -6,9 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
 #[derive(clap::Args)]
 pub struct IngressArgs {
     /// Address of the plain HTTP listener.
@@ -38,19 +35,7 @@ pub struct IngressArgs {
 }
 
 pub async fn run(args: IngressArgs) -> anyhow::Result<()> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::incluster().context(
-            "not in a pod (no service account token or KUBERNETES_SERVICE_HOST); pass --kubeconfig",
-        )?,
-    };
-    let client = kube::Client::try_from(config).context("cannot build an API client")?;
+    let client = crate::client::kubeconfig_or_in_cluster(args.kubeconfig.as_deref()).await?;
     let shared = kubelab_ingress::Shared::new()?;
     let classes = kubelab_ingress::ClassConfig {
         ingress_class: args.ingress_class,

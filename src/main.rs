@@ -3,6 +3,7 @@
 
 mod addons;
 mod agent;
+mod client;
 mod controller_manager;
 mod dns;
 mod down;

@@ -5,9 +5,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
 #[derive(clap::Args)]
 pub struct MetallbArgs {
     #[command(subcommand)]
@@ -32,24 +29,8 @@ enum Role {
     },
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::incluster().context(
-            "not in a pod (no service account token or KUBERNETES_SERVICE_HOST); pass --kubeconfig",
-        )?,
-    };
-    kube::Client::try_from(config).context("cannot build an API client")
-}
-
 pub async fn run(args: MetallbArgs) -> anyhow::Result<()> {
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = crate::client::kubeconfig_or_in_cluster(args.kubeconfig.as_deref()).await?;
     let work = async {
         match &args.role {
             Role::Controller => kubelab_metallb::controller::run(client, &args.namespace).await,

@@ -48,15 +48,7 @@ enum SecretsCommand {
 
 async fn client(args: &SecretsArgs) -> anyhow::Result<kube::Client> {
     if let Some(path) = &args.kubeconfig {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let config = kube::Config::from_custom_kubeconfig(
-            kubeconfig,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
-        return kube::Client::try_from(config).context("cannot build an API client");
+        return crate::client::from_kubeconfig(path).await;
     }
     let docker = DockerProvider::connect().await?;
     let state = cluster::require(&docker, &args.name).await?;
