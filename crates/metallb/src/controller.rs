@@ -267,6 +267,33 @@ impl State {
         Ok(())
     }
 
+    /// Merge-patches the Service (its status when `status`) and remembers what the server
+    /// returned; false when the Service is gone.
+    async fn patch(
+        &mut self,
+        api: &Api<Service>,
+        name: &str,
+        key: &str,
+        status: bool,
+        patch: serde_json::Value,
+    ) -> Result<bool> {
+        let params = PatchParams::default();
+        let patch = Patch::Merge(patch);
+        let written = if status {
+            api.patch_status(name, &params, &patch).await
+        } else {
+            api.patch(name, &params, &patch).await
+        };
+        match written {
+            Ok(written) => {
+                self.written.insert(key.to_owned(), written);
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn write_service(
         &mut self,
         svc: &Service,
@@ -284,15 +311,8 @@ impl State {
                 let annotated = svc.annotations().get(ANNOTATION_ALLOCATED_FROM_POOL) == Some(pool);
                 if !annotated {
                     let patch = json!({"metadata": {"annotations": {ANNOTATION_ALLOCATED_FROM_POOL: pool}}});
-                    match api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                    {
-                        Ok(written) => {
-                            self.written.insert(view.key.clone(), written);
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-                        Err(e) => return Err(e.into()),
+                    if !self.patch(&api, &name, &view.key, false, patch).await? {
+                        return Ok(());
                     }
                 }
                 if view.current != *ips {
@@ -301,15 +321,8 @@ impl State {
                         .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
                         .collect();
                     let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-                    match api
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                    {
-                        Ok(written) => {
-                            self.written.insert(view.key.clone(), written);
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-                        Err(e) => return Err(e.into()),
+                    if !self.patch(&api, &name, &view.key, true, patch).await? {
+                        return Ok(());
                     }
                     tracing::info!(service = %view.key, ips = %quoted(ips), pool, "address assigned");
                     self.events
@@ -325,15 +338,8 @@ impl State {
             Outcome::Failed { reason } => {
                 if !view.current.is_empty() {
                     let patch = json!({"status": {"loadBalancer": {"ingress": null}}});
-                    match api
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                    {
-                        Ok(written) => {
-                            self.written.insert(view.key.clone(), written);
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-                        Err(e) => return Err(e.into()),
+                    if !self.patch(&api, &name, &view.key, true, patch).await? {
+                        return Ok(());
                     }
                     self.events
                         .publish(
