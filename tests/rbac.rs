@@ -14,37 +14,6 @@ fn k() -> Kubectl {
     Kubectl::new("1.32")
 }
 
-/// A kubeconfig whose user is only `token` (no client certificate).
-fn token_kubeconfig(server: &TestServer, name: &str, token: &str) -> PathBuf {
-    let path = server.root().join(format!("{name}.kubeconfig"));
-    let ca = server.data_dir().join("tls").join("ca.crt");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster:
-    server: {}
-    certificate-authority: {}
-users:
-- name: u
-  user:
-    token: {token}
-contexts:
-- name: x
-  context: {{cluster: c, user: u}}
-current-context: x
-",
-            server.url(),
-            ca.display()
-        ),
-    )
-    .expect("write token kubeconfig");
-    path
-}
-
 /// A kubeconfig with a client certificate of the cluster CA for `user` in `groups`.
 fn cert_kubeconfig(server: &TestServer, user: &str, groups: &[&str]) -> PathBuf {
     cert_kubeconfig_with(server, &user.replace(':', "_"), |ca| {
@@ -132,7 +101,7 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
         .ok(&k, &["create", "token", "reader", "-n", "a"])
         .trim()
         .to_string();
-    let reader = token_kubeconfig(&server, "reader", &token);
+    let reader = server.token_kubeconfig("reader", &token);
 
     let listed = with(&server, &reader, &["get", "pods", "-n", "a"]);
     assert!(listed.success(), "{}", listed.stderr);
@@ -275,10 +244,10 @@ fn a_service_account_bound_to_view_reads_only_its_namespace() {
         let signer = jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
         jsonwebtoken::encode(&header, &claims, &signer).unwrap()
     };
-    let current = token_kubeconfig(&server, "resigned", &resign(0));
+    let current = server.token_kubeconfig("resigned", &resign(0));
     let ok = with(&server, &current, &["get", "pods", "-n", "a"]);
     assert!(ok.success(), "{}", ok.stderr);
-    let expired = token_kubeconfig(&server, "expired-token", &resign(-2 * 86_400));
+    let expired = server.token_kubeconfig("expired-token", &resign(-2 * 86_400));
     assert_unauthorized(&with(&server, &expired, &["get", "pods", "-n", "a"]));
 
     // Acceptance 3: the token stops working with its ServiceAccount.

@@ -10,41 +10,8 @@ fn k() -> Kubectl {
     Kubectl::new("1.32")
 }
 
-/// A kubeconfig whose user is only `token` (no client certificate).
-fn token_kubeconfig(server: &TestServer, token: &str) -> std::path::PathBuf {
-    let path = server
-        .root()
-        .join(format!("token-{}.kubeconfig", token.len() % 1000));
-    let ca = server.data_dir().join("tls").join("ca.crt");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster:
-    server: {}
-    certificate-authority: {}
-users:
-- name: u
-  user:
-    token: {token}
-contexts:
-- name: x
-  context: {{cluster: c, user: u}}
-current-context: x
-",
-            server.url(),
-            ca.display()
-        ),
-    )
-    .expect("write token kubeconfig");
-    path
-}
-
 fn as_token(server: &TestServer, token: &str, args: &[&str]) -> common::Output {
-    let config = token_kubeconfig(server, token);
+    let config = server.token_kubeconfig(&format!("token-{}", token.len() % 1000), token);
     let mut all = vec!["--kubeconfig", config.to_str().unwrap()];
     all.extend_from_slice(args);
     server.kubectl(&k(), &all)

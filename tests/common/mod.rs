@@ -240,6 +240,21 @@ impl TestServer {
         self.root().join("data")
     }
 
+    /// A kubeconfig whose user is only `token` (no client certificate).
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let path = self.root().join(format!("{name}.kubeconfig"));
+        let ca = self.data_dir().join("tls").join("ca.crt");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    \
+             certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\n\
+             contexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            self.url(),
+            ca.display()
+        );
+        std::fs::write(&path, text).expect("write token kubeconfig");
+        path
+    }
+
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.data_dir().join("admin.kubeconfig")
     }
