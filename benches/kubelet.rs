@@ -310,13 +310,20 @@ fn main() {
         // And until the runtime has released their sandboxes (only the warm-up pod's is left).
         let cri = Cri::new(&ctrd.socket);
         while cri.list_pod_sandboxes(None).await.unwrap().len() > 1 {
-            assert!(Instant::now() < until, "the paced pods' sandboxes were never removed");
+            assert!(
+                Instant::now() < until,
+                "the paced pods' sandboxes were never removed"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let burst = run_phase(&pods, &readied, "burst", None).await;
         watch.abort();
         (paced, paced_rss, burst, idle_rss)
     });
+    // KUBELAB_BENCH_SMAPS=FILE keeps the agent's /proc/PID/smaps, for a look at where it goes.
+    if let Some(out) = std::env::var_os("KUBELAB_BENCH_SMAPS") {
+        let _ = std::fs::copy(format!("/proc/{pid}/smaps"), out);
+    }
     let rss = rss_mib(pid, "VmRSS:");
     let peak = rss_mib(pid, "VmHWM:");
     // RSS counts every page of the multi-call binary the agent has mapped, though they are
@@ -362,6 +369,12 @@ fn main() {
         figures(&floor),
         floor_wall.as_secs_f64(),
     );
+    match agent_layout_mib(&common::kubelab_bin()) {
+        Some(mib) => println!(
+            "  code layout: the agent's functions in .text.agent, {mib:.1} MiB (build.rs, src/agent.order)"
+        ),
+        None => println!("  code layout: none (not a release build with LLD, or KUBELAB_NO_LAYOUT)"),
+    }
     println!("  agent RSS idle (1 pod): {idle_rss:.1} MiB");
     println!(
         "  agent RSS after the latency phase ({} pods): {paced_rss:.1} MiB",
@@ -454,4 +467,18 @@ async fn run_phase(
         .collect();
     latencies.sort();
     (latencies, total)
+}
+
+/// Size of the binary's `.text.agent` section (build.rs), in MiB, if it has one.
+fn agent_layout_mib(bin: &std::path::Path) -> Option<f64> {
+    let out = Command::new("readelf").arg("-SW").arg(bin).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains(" .text.agent "))?;
+    // [Nr] Name Type Address Off Size ...: the size is the third field after the name.
+    let mut fields = line
+        .split_whitespace()
+        .skip_while(|f| *f != ".text.agent")
+        .skip(4);
+    let size = u64::from_str_radix(fields.next()?, 16).ok()?;
+    Some(size as f64 / (1u64 << 20) as f64)
 }

@@ -47,7 +47,7 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the controllers out of process (leader-elected with any other candidate).
     ControllerManager(controller_manager::ControllerManagerArgs),
-    /// Run a node agent that joins a server (today: a simulated node, --fake).
+    /// Run a node agent: a kubelet over containerd's CRI that joins a server (--fake: simulated).
     Agent(agent::AgentArgs),
     /// Entrypoint of node containers: prepare the container, then supervise containerd and
     /// the server or agent.
