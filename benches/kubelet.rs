@@ -324,6 +324,15 @@ fn main() {
     if let Some(out) = std::env::var_os("KUBELAB_BENCH_SMAPS") {
         let _ = std::fs::copy(format!("/proc/{pid}/smaps"), out);
     }
+    // Connections kept after the burst: one per request that was in flight at once, without
+    // the agent's bound on them (kubelab_agent::MAX_API_REQUESTS).
+    let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0);
     let rss = rss_mib(pid, "VmRSS:");
     let peak = rss_mib(pid, "VmHWM:");
     // RSS counts every page of the multi-call binary the agent has mapped, though they are
@@ -389,6 +398,7 @@ fn main() {
             "MISSED"
         }
     );
+    println!("  agent sockets open after the burst: {sockets}");
     println!(
         "  of which: anonymous {anon:.1} MiB, binary and libraries {file:.1} MiB; private (USS) {private:.1} MiB, PSS {pss:.1} MiB"
     );

@@ -202,7 +202,7 @@ async fn connect(args: &AgentArgs, base_name: String) -> anyhow::Result<Connecti
         .await
         .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).context("cannot build an API client")?;
+    let client = kubelab_agent::api_client(config).context("cannot build an API client")?;
     let node_ip = node_ip_or_default(args, &base_name);
     Ok(Connection {
         name: base_name,

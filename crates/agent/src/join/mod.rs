@@ -392,7 +392,7 @@ async fn client(server: &str, ca_pem: &str, cert: &CertPair) -> Result<kube::Cli
     )
     .await
     .map_err(|e| JoinError::Client(e.to_string()))?;
-    kube::Client::try_from(config).map_err(|e| JoinError::Client(e.to_string()))
+    crate::api_client(config).map_err(|e| JoinError::Client(e.to_string()))
 }
 
 #[cfg(test)]
