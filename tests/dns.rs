@@ -847,6 +847,9 @@ spec:
     // by name (the ClusterIP `web` makes way for the StatefulSet's governing Service).
     lab.ok(&["delete", "deployment", "web"]);
     lab.ok(&["delete", "service", "web"]);
+    // The Deployment's pods carry the same label and stay Running while they terminate: wait
+    // until they are gone, or they would pass for the StatefulSet's pods below.
+    lab.wait_ready("web", 0);
     lab.apply(&format!(
         r#"apiVersion: v1
 kind: Service
