@@ -1,6 +1,6 @@
 //! Code layout of release builds. The functions the node agent runs, listed in
-//! `src/agent.order` (made by `benches/agent-order.sh`; mangled names with the per-build hash
-//! written `17h*E`), are linked next to each other in a `.text.agent` section ahead of
+//! `src/agent.order` (made by `benches/agent-order.sh`; mangled names with their per-build
+//! parts written as wildcards: `Cs*_` crate disambiguators, `17h*E` legacy hashes), are linked next to each other in a `.text.agent` section ahead of
 //! `.text`, so the agent maps a few MiB of the multi-call binary instead of 64 KiB
 //! fault-around windows scattered over all of it. It is a linker-script fragment
 //! (`INSERT BEFORE .text`) for LLD, the linker rustc uses on x86_64 Linux since 1.90. With

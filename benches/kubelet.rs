@@ -459,11 +459,9 @@ async fn run_phase(
     });
     futures::future::join_all(creates).await;
     let until = Instant::now() + DEADLINE;
+    let dash = format!("{prefix}-");
     let mine = |readied: &HashMap<String, Instant>| {
-        readied
-            .keys()
-            .filter(|k| k.starts_with(&format!("{prefix}-")))
-            .count()
+        readied.keys().filter(|k| k.starts_with(&dash)).count()
     };
     while mine(&readied.lock().unwrap()) < PODS && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
